@@ -1,0 +1,37 @@
+"""Per-particle multilayer perceptron: the floor every graph network must beat.
+
+It sees only a particle's own input (its type and optional per-atom fields),
+never its neighbours, so it predicts the mean target of each type at best.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dgl
+import torch
+from torch import nn
+
+from models.common import mlp
+from models.models import ModelConfig, register_model
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    """Attributes:
+    hidden_dims: widths of the hidden layers.
+    """
+
+    hidden_dims: list[int] = field(default_factory=lambda: [64, 64])
+
+
+@register_model("mlp", MLPConfig)
+class MLP(nn.Module):
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        self.net = mlp([config.in_dim, *config.hidden_dims, config.out_dim])
+
+    def forward(
+        self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.net(feat)
