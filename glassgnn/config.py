@@ -1,0 +1,313 @@
+"""One configuration truth for training: defaults, YAML sections, command-line flags.
+
+Precedence (lowest to highest)::
+
+    built-in defaults (TrainConfig) < `global` section < the model's section < flags given
+
+The `global` section of ``train.conf.yaml`` holds training keys; a model's section
+may hold training keys and that model's hyperparameters (keys of its registered
+config dataclass). Everything is validated before any work: an unknown key or a
+wrong type is an error naming the key and what is allowed.
+
+The resolved configuration is a flat mapping of training keys plus a ``"model"``
+mapping of hyperparameters. It is written to ``OUTPUT_DIR/config.yaml`` (with
+``in_dim``/``out_dim`` filled in) and can be read back with ``--config`` to
+repeat a run from it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.models import get_entry, make_config, model_config_keys, model_names
+
+SCHEDULERS = ("none", "step", "plateau", "cosine")
+AUGMENTS = ("none", "cubic", "rotation")
+TYPE_ENCODINGS = ("onehot", "scalar")
+# Selection metrics and whether larger is better.
+SELECTION_METRICS = {
+    "pearson": True,
+    "spearman": True,
+    "r2": True,
+    "mae": False,
+    "rmse": False,
+    "loss": False,
+}
+# Keys that change how a run is executed but never its numbers; they may differ on --resume.
+RUNTIME_KEYS = ("device", "num_workers", "console_log", "log_level", "save_results")
+SET_FROM_DATA = ("in_dim", "out_dim")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Training keys with their built-in defaults (the lowest precedence level)."""
+
+    model_name: str | None = _f(None, "registered model to train (required)")
+    dataset_dir: str | None = _f(None, "directory written by construct_graph.py (required)")
+    seed: int = _f(0, "random seed (weights, shuffling, augmentation)")
+    device: int = _f(-1, "-1 for CPU, k for cuda:k (under torchrun: the local rank's GPU)")
+    batch_size: int = _f(1, "graphs per optimisation step (>= split size: full batch)", minimum=1)
+    max_epoch: int = _f(1000, "maximum number of epochs", minimum=1)
+    eval_interval: int = _f(1, "evaluate train/val metrics every this many epochs", minimum=1)
+    patience: int = _f(100, "stop after this many evaluations without validation improvement", minimum=1)
+    learning_rate: float = _f(1e-3, "Adam learning rate", minimum=0.0)
+    weight_decay: float = _f(0.0, "Adam weight decay (L2)", minimum=0.0)
+    amsgrad: bool = _f(False, "use the AMSGrad variant of Adam")
+    grad_clip: float = _f(0.0, "clip the gradient norm to this value (0: off)", minimum=0.0)
+    scheduler: str = _f("none", "learning-rate schedule", choices=SCHEDULERS)
+    lr_step_size: int = _f(100, "step schedule: epochs between decays", minimum=1)
+    lr_gamma: float = _f(0.5, "step/plateau schedule: decay factor", minimum=0.0)
+    lr_patience: int = _f(10, "plateau schedule: evaluations without improvement before decay", minimum=0)
+    min_lr: float = _f(0.0, "plateau/cosine schedule: lowest learning rate", minimum=0.0)
+    selection_metric: str = _f("pearson", "validation metric for selection", choices=tuple(SELECTION_METRICS))
+    target: str | None = _f(None, "target column to learn (a name of manifest target_names; default all)")
+    augment: str = _f("none", "random rotations of disp during training", choices=AUGMENTS)
+    type_encoding: str = _f("onehot", "particle type input", choices=TYPE_ENCODINGS)
+    node_fields: list[str] = _f([], "extra per-atom input fields (names of manifest extra_fields)")
+    num_exp: int = _f(1, "repeat with seeds seed..seed+N-1 and summarise test metrics", minimum=1)
+    num_workers: int = _f(0, "data-loader worker processes", minimum=0)
+    save_results: bool = _f(True, "write predictions_{split}.npz and parity plots")
+    console_log: bool = _f(False, "also log to the console")
+    log_level: int = _f(20, "logging level (10 debug, 20 info, 30 warning)")
+
+
+TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+TRAIN_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def defaults() -> dict:
+    """Built-in default of every training key."""
+    return dataclasses.asdict(TrainConfig())
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def check_type(value: Any, tp: Any) -> bool:
+    """Whether ``value`` (parsed YAML or flag) fits the annotation ``tp``."""
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(check_type(value, arg) for arg in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return isinstance(value, list | tuple) and all(check_type(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    # PyYAML (YAML 1.1) reads "1e-4" as a string; accept it where a float is expected.
+    if isinstance(value, str) and check_type(1.0, tp) and not check_type(value, tp):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _check(where: str, key: str, value: Any, tp: Any, meta: dict | None = None) -> Any:
+    value = _coerce(value, tp)
+    if not check_type(value, tp):
+        raise ConfigError(f"{where}: {key} must be of type {_type_name(tp)}, got {value!r}")
+    meta = meta or {}
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if "minimum" in meta and value is not None and value < meta["minimum"]:
+        raise ConfigError(f"{where}: {key} must be >= {meta['minimum']}, got {value!r}")
+    return value
+
+
+def _check_training(where: str, values: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        if key not in TRAIN_FIELDS:
+            raise ConfigError(f"{where}: unknown key {key!r}; training keys: {', '.join(TRAIN_FIELDS)}")
+        out[key] = _check(where, key, value, TRAIN_TYPES[key], dict(TRAIN_FIELDS[key].metadata))
+    return out
+
+
+def _check_model(where: str, name: str, values: dict, allow_dims: bool = False) -> dict:
+    known = model_config_keys(name)
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} for model {name!r}; training keys: {', '.join(TRAIN_FIELDS)}; "
+                f"hyperparameters of {name}: {', '.join(k for k in known if k not in SET_FROM_DATA)}"
+            )
+        if key in SET_FROM_DATA and not allow_dims:
+            raise ConfigError(f"{where}: {key} is set from the dataset; remove it")
+        out[key] = _check(where, key, value, known[key])
+    return out
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _sections(path: Path, model_name: str) -> tuple[dict, dict]:
+    """Training keys and model hyperparameters from ``train.conf.yaml`` (global, then model section)."""
+    data = _load_yaml(path)
+    registered = model_names()
+    for section, body in data.items():
+        if section != "global" and section not in registered:
+            raise ConfigError(
+                f"{path}: section {section!r} is neither 'global' nor a registered model "
+                f"({', '.join(registered)})"
+            )
+        if body is not None and not isinstance(body, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+    training = _check_training(f"{path} [global]", data.get("global") or {})
+    hparams: dict = {}
+    section = data.get(model_name) or {}
+    where = f"{path} [{model_name}]"
+    training.update(_check_training(where, {k: v for k, v in section.items() if k in TRAIN_FIELDS}))
+    hparams = _check_model(where, model_name, {k: v for k, v in section.items() if k not in TRAIN_FIELDS})
+    return training, hparams
+
+
+def load_resolved(path: str | os.PathLike) -> dict:
+    """Read and validate a resolved ``config.yaml`` written by :func:`save_resolved`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    data = _load_yaml(path)
+    model = data.pop("model", None) or {}
+    if not isinstance(model, dict):
+        raise ConfigError(f"{path}: 'model' must be a mapping of hyperparameters")
+    training = _check_training(str(path), data)
+    name = training.get("model_name")
+    if not name:
+        raise ConfigError(f"{path}: model_name is missing")
+    _known_model(name, str(path))
+    return {**training, "model": _check_model(f"{path} [model]", name, model, allow_dims=True)}
+
+
+def _known_model(name: str, where: str) -> None:
+    try:
+        get_entry(name)
+    except KeyError as err:
+        raise ConfigError(f"{where}: {err.args[0]}") from None
+
+
+def resolve(
+    given: dict, model_config_path: str | os.PathLike | None = "train.conf.yaml", config: str | None = None
+) -> dict:
+    """Resolve the configuration of one run.
+
+    Args:
+        given: training keys given on the command line (only those actually given).
+        model_config_path: ``train.conf.yaml``; ``None`` or a missing default file means
+            built-in defaults only.
+        config: a resolved ``config.yaml`` to start from instead of ``train.conf.yaml``.
+
+    Returns:
+        Flat training keys plus ``"model"``: hyperparameters (in_dim/out_dim only if
+        they came from ``config``). Raises :class:`ConfigError` on any invalid value.
+    """
+    given = _check_training("command line", given)
+    resolved = defaults()
+    hparams: dict = {}
+    if config is not None:
+        base = load_resolved(config)
+        hparams = base.pop("model")
+        if "model_name" in given and given["model_name"] != base["model_name"]:
+            raise ConfigError(
+                f"--model_name {given['model_name']} contradicts {config} ({base['model_name']})"
+            )
+        resolved.update(base)
+    else:
+        name = given.get("model_name")
+        if not name:
+            raise ConfigError(f"--model_name is required; known models: {', '.join(model_names())}")
+        _known_model(name, "--model_name")
+        if model_config_path is not None and Path(model_config_path).is_file():
+            training, hparams = _sections(Path(model_config_path), name)
+            resolved.update(training)
+        elif model_config_path is not None and Path(model_config_path).name != "train.conf.yaml":
+            raise ConfigError(f"{model_config_path}: no such model configuration file")
+    resolved.update(given)
+    for key in ("model_name", "dataset_dir"):
+        if not resolved.get(key):
+            raise ConfigError(f"{key} is required (flag --{key})")
+    make_config(resolved["model_name"], hparams)  # constructs the dataclass: catches bad combinations
+    return {**resolved, "model": hparams}
+
+
+def model_hparams(resolved: dict, in_dim: int, out_dim: int) -> dict:
+    """Complete hyperparameters of the resolved model (registry defaults filled in) with data dims.
+
+    A ``config.yaml`` that carries in_dim/out_dim must agree with the data.
+    """
+    hparams = dict(resolved["model"])
+    for key, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+        if key in hparams and hparams[key] != value:
+            raise ConfigError(f"model {key}={hparams[key]} in the configuration but the data gives {value}")
+        hparams[key] = value
+    return dataclasses.asdict(make_config(resolved["model_name"], hparams))
+
+
+def dump(resolved: dict) -> str:
+    """YAML text of a resolved configuration (training keys first, then ``model``)."""
+    training = {k: v for k, v in resolved.items() if k != "model"}
+    text = yaml.safe_dump(training, sort_keys=False, default_flow_style=None)
+    return text + yaml.safe_dump({"model": resolved["model"]}, sort_keys=False, default_flow_style=None)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per training key; defaults are suppressed so only given flags override."""
+    for name, f in TRAIN_FIELDS.items():
+        tp = TRAIN_TYPES[name]
+        meta = f.metadata
+        help_text = f"{meta['help']} (default: {defaults()[name]})"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is list:
+            kwargs.update(nargs="*", metavar="NAME")
+        else:
+            # float before int: a float key also accepts ints
+            kwargs["type"] = next(t for t in (float, int, str) if check_type(t(), tp))
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+        parser.add_argument(f"--{name}", **kwargs)

@@ -1,0 +1,43 @@
+"""Device selection: ``-1`` is the CPU, ``k`` is ``cuda:k``; fail early and clearly otherwise."""
+
+from __future__ import annotations
+
+import dgl
+import torch
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used."""
+
+
+def select_device(index: int) -> torch.device:
+    """The device for ``--device index``, checked to work with both torch and DGL.
+
+    Args:
+        index: -1 for the CPU, k >= 0 for the k-th CUDA GPU.
+
+    Raises:
+        DeviceError: CUDA is unavailable to torch, the GPU does not exist, or DGL is a
+            CPU-only build (its graphs cannot move to the GPU).
+    """
+    if index < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise DeviceError(
+            f"--device={index} asks for GPU cuda:{index}, but torch {torch.__version__} ({build}) sees no "
+            "usable CUDA device. Run on the CPU with --device=-1, or install CUDA builds of torch and DGL "
+            "(https://www.dgl.ai/pages/start.html) on a machine with an NVIDIA driver."
+        )
+    if index >= torch.cuda.device_count():
+        raise DeviceError(f"--device={index}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    device = torch.device(f"cuda:{index}")
+    try:
+        dgl.graph(([0], [0])).to(device)
+    except dgl.DGLError as err:
+        raise DeviceError(
+            f"--device={index}: torch sees CUDA but DGL {dgl.__version__} cannot use it ({err}); this is "
+            "DGL's CPU-only build. Install a CUDA build of DGL matching torch "
+            "(https://www.dgl.ai/pages/start.html) or run with --device=-1."
+        ) from None
+    return device
