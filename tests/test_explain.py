@@ -1,0 +1,140 @@
+"""Explanations: subgraphs give the full prediction, masks act, importances are well formed."""
+
+from __future__ import annotations
+
+import dgl
+import numpy as np
+import pytest
+import torch
+
+from glassgnn import explanation as ex
+from glassgnn.features import node_features
+from glassgnn.graph import build_graph
+from models.models import build_model, model_names
+
+NUM_STEPS = 2
+
+
+def small_graph(seed: int = 0, n: int = 60, box: float = 6.0, self_loops: bool = False) -> dgl.DGLGraph:
+    rng = np.random.default_rng(seed)
+    positions, types = rng.uniform(0, box, (n, 3)), rng.integers(0, 2, n)
+    return build_graph(positions, types, np.full(3, box), 1.5, self_loops=self_loops)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = build_model(
+        "bapst",
+        {
+            "in_dim": 2,
+            "out_dim": 1,
+            "latent_dim": 16,
+            "mlp_hidden": [16],
+            "decoder_hidden": [16],
+            "num_steps": NUM_STEPS,
+            "update_order": "sequential",  # receptive field of exactly num_steps hops
+        },
+    )
+    graph = small_graph()
+    return model.eval(), graph, node_features(graph, 2)
+
+
+def test_subgraph_gives_the_full_graph_prediction(setup):
+    model, graph, feat = setup
+    with torch.no_grad():
+        full = model(graph=graph, feat=feat)
+        nodes = [0, 5, 17, 33]
+        for hops, equal in ((NUM_STEPS, True), (NUM_STEPS - 1, False)):
+            batch, centers, _, _ = ex.khop_subgraphs(graph, nodes, hops)
+            sub = model(graph=batch, feat=feat[batch.ndata[dgl.NID].long()])[centers]
+            assert torch.allclose(sub, full[nodes], atol=1e-5) == equal
+
+
+def test_all_zero_eweight_equals_a_graph_without_edges(setup):
+    model, graph, feat = setup
+    with torch.no_grad():
+        masked = model(graph=graph, feat=feat, eweight=torch.zeros(graph.num_edges()))
+        full = model(graph=graph, feat=feat)
+        edgeless = dgl.remove_edges(graph, torch.arange(graph.num_edges()))
+        alone = model(graph=edgeless, feat=feat)
+    torch.testing.assert_close(masked, alone)
+    assert (masked - full).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n != "mlp"])
+def test_edge_mask_acts_in_every_graph_model(name):
+    torch.manual_seed(0)
+    graph = small_graph(1, self_loops=True)  # some models refuse particles without in-edges
+    feat = node_features(graph, 2)
+    model = build_model(name, {"in_dim": 2, "out_dim": 1}).eval()
+    with torch.no_grad():
+        full = model(graph=graph, feat=feat)
+        masked = model(graph=graph, feat=feat, eweight=torch.zeros(graph.num_edges()))
+    assert full.shape == masked.shape
+    assert (masked - full).abs().max() > 1e-6, f"{name}: an all-zero eweight leaves the prediction unchanged"
+
+
+def test_gnnexplainer_importances(setup):
+    model, graph, feat = setup
+    params = [p.detach().clone() for p in model.parameters()]
+    settings = ex.GNNExplainerSettings(epochs=20, batch_size=3)
+    nodes = [3, 8, 21, 40]
+    result = ex.explain_gnnexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=1)
+    assert [e.node for e in result] == nodes
+    for e in result:
+        sub, _ = dgl.khop_in_subgraph(graph, e.node, NUM_STEPS)
+        assert len(e.importance) == sub.num_edges() == len(e.src) == len(e.edge_ids)
+        assert np.all((e.importance >= 0) & (e.importance <= 1))
+        assert e.importance.std() > 0  # the mask moved away from its initial values
+        assert e.feat_importance.shape == (2,)
+        assert e.nodes[e.center] == e.node
+        # Edge endpoints in global ids are the graph's own edges.
+        gsrc, gdst = graph.find_edges(torch.as_tensor(e.edge_ids))
+        np.testing.assert_array_equal(gsrc.numpy(), e.nodes[e.src])
+        np.testing.assert_array_equal(gdst.numpy(), e.nodes[e.dst])
+    # Frozen during the explanation, restored after: unchanged weights that still train.
+    for before, after in zip(params, model.parameters(), strict=True):
+        assert torch.equal(before, after) and after.requires_grad
+    # A batch gives what one particle at a time gives; the same seed gives the same masks.
+    single = ex.explain_gnnexplainer(
+        model, graph, feat, nodes[:2], NUM_STEPS, ex.GNNExplainerSettings(epochs=20, batch_size=1), seed=1
+    )
+    for a, b in zip(single, result, strict=False):
+        np.testing.assert_allclose(a.importance, b.importance, atol=1e-4)
+    other_seed = ex.explain_gnnexplainer(model, graph, feat, nodes[:1], NUM_STEPS, settings, seed=2)
+    assert not np.allclose(other_seed[0].importance, result[0].importance)
+
+
+def test_fidelity_limits(setup):
+    model, graph, feat = setup
+    (e,) = ex.explain_gnnexplainer(model, graph, feat, [8], NUM_STEPS, ex.GNNExplainerSettings(epochs=5))
+    pairs, _, _ = ex.bonds(e.src, e.dst, e.importance)
+    everything = ex.fidelity(model, graph, feat, e, len(pairs), np.random.default_rng(0))
+    # Keeping every bond changes nothing; removing every bond is the edgeless prediction.
+    assert everything["minus"] == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        edgeless = dgl.remove_edges(graph, torch.arange(graph.num_edges()))
+        change = (model(graph=edgeless, feat=feat)[8] - torch.as_tensor(e.prediction)).abs().mean()
+    assert everything["plus"] == pytest.approx(float(change), abs=1e-5)
+    assert everything["random"] == pytest.approx(everything["plus"], abs=1e-6)
+    some = ex.fidelity(model, graph, feat, e, 3, np.random.default_rng(0))
+    assert some["k"] == 3 and min(some["plus"], some["minus"], some["random"]) >= 0
+
+
+def test_bonds_pair_directions():
+    src, dst = np.array([0, 1, 1, 2, 2]), np.array([1, 0, 2, 1, 2])
+    pairs, importance, bond_of_edge = ex.bonds(src, dst, np.array([0.2, 0.4, 1.0, 0.0, 0.9]))
+    np.testing.assert_array_equal(pairs, [[0, 1], [1, 2]])
+    np.testing.assert_allclose(importance, [0.3, 0.5])
+    np.testing.assert_array_equal(bond_of_edge, [0, 0, 1, 1, -1])
+
+
+def test_message_passing_depth():
+    class WithAttribute(torch.nn.Module):
+        num_message_passing = 3
+
+    assert ex.message_passing_depth(WithAttribute()) == 3
+    assert ex.message_passing_depth(torch.nn.Module(), {"num_steps": 7, "latent_dim": 64}) == 7
+    with pytest.raises(ValueError, match="--num_hops"):
+        ex.message_passing_depth(torch.nn.Module(), {"latent_dim": 64})
