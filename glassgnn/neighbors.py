@@ -1,14 +1,22 @@
-"""Periodic neighbour search (DGL-free).
+"""Periodic neighbour search: radius (one cutoff or one per type pair) and k nearest (DGL-free).
 
-First version: orthorhombic cells with scipy's cKDTree (``boxsize``).
-To be extended (triclinic cells, k nearest neighbours, per-pair cutoffs) by the
-construct_graph issue; keep the signature of :func:`radius_pairs`.
+Library choice, measured on this 2-core machine (``bench/bench_graph.py`` has the figures):
+vesin's cell list (https://github.com/Luthaf/vesin) is exact, handles triclinic cells and
+cutoffs longer than half the cell (every periodic image within the cutoff is returned),
+and was the fastest on both workloads we care about: 8000-atom CuZr at 5 Å in a sheared
+cell 0.02 s (matscipy 0.05 s, ASE 0.95 s), and the 1,000,000-atom replicated system as a
+half list 2.5 s (scipy ``cKDTree.query_pairs`` with ``boxsize`` 2.9 s, orthorhombic only).
+One library for every cell shape keeps one code path to test.
+
+Conventions: an edge is (src, dst) with ``disp = r_dst - r_src`` (the image of dst
+nearest to src, or each image within the cutoff); pairs closer than the cutoff
+(strictly) are edges, both directions present; self-pairs only on request.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
+import vesin
 
 
 def cell_matrix(cell: np.ndarray) -> np.ndarray:
@@ -18,42 +26,149 @@ def cell_matrix(cell: np.ndarray) -> np.ndarray:
         cell: (3,) orthorhombic box lengths or a (3, 3) matrix of cell vectors (rows).
     """
     cell = np.asarray(cell, dtype=np.float64)
-    return np.diag(cell) if cell.shape == (3,) else cell
+    matrix = np.diag(cell) if cell.shape == (3,) else cell
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"cell must be (3,) lengths or a finite (3, 3) matrix, got shape {cell.shape}")
+    if np.linalg.det(matrix) <= 1e-9 * np.prod(np.linalg.norm(matrix, axis=1)):
+        raise ValueError(f"degenerate or left-handed cell {matrix.tolist()}")
+    return matrix
+
+
+def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
+    """Distances between opposite faces of the cell, (3,). The minimum image is unique
+    for every pair closer than half the smallest width."""
+    matrix = cell_matrix(cell)
+    volume = abs(np.linalg.det(matrix))
+    a, b, c = matrix
+    return volume / np.linalg.norm([np.cross(b, c), np.cross(c, a), np.cross(a, b)], axis=1)
+
+
+def wrap(positions: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, int]:
+    """Wrap positions (relative to the cell origin) into the cell.
+
+    Returns:
+        ``wrapped`` [n_atoms, 3] float64 with fractional coordinates in [0, 1), and the
+        number of atoms that were outside the cell.
+    """
+    matrix = cell_matrix(cell)
+    frac = np.asarray(positions, dtype=np.float64) @ np.linalg.inv(matrix)
+    outside = int(np.any((frac < 0) | (frac >= 1), axis=1).sum())
+    frac -= np.floor(frac)
+    frac[frac >= 1.0] = 0.0  # -1e-17 wraps to 1.0 in floating point
+    return frac @ matrix, outside
 
 
 def radius_pairs(
-    positions: np.ndarray, cell: np.ndarray, cutoff: float, self_loops: bool = False
+    positions: np.ndarray,
+    cell: np.ndarray,
+    cutoff: float,
+    self_loops: bool = False,
+    *,
+    types: np.ndarray | None = None,
+    pair_cutoffs: np.ndarray | None = None,
+    dtype: type = np.float64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All ordered pairs (src, dst) closer than ``cutoff`` under periodic boundaries.
+    """All ordered pairs (src, dst) closer than the cutoff under periodic boundaries.
 
     Args:
-        positions: [n_atoms, 3] positions (any image; they are wrapped here).
-        cell: (3,) box lengths or (3, 3) cell vectors as rows.
-        cutoff: neighbour distance, same length unit as ``positions``.
+        positions: [n_atoms, 3] positions relative to the cell origin (any image).
+        cell: (3,) box lengths or (3, 3) cell vectors as rows; triclinic allowed.
+        cutoff: neighbour distance, same length unit as ``positions``. Longer than half
+            the cell is allowed: every periodic image within it is an edge (multigraph).
         self_loops: also return (i, i) with zero displacement.
+        types: [n_atoms] type indices, needed with ``pair_cutoffs``.
+        pair_cutoffs: [T, T] symmetric cutoff per type pair; replaces ``cutoff``.
+        dtype: float type of ``disp`` (float32 halves the memory of large graphs).
 
     Returns:
-        ``src`` [n_edges] int64, ``dst`` [n_edges] int64 and
-        ``disp`` [n_edges, 3] float64 = r_dst - r_src (minimum image).
-        Both directions of every pair are present.
+        ``src`` [n_edges] int64, ``dst`` [n_edges] int64 and ``disp`` [n_edges, 3]
+        = r_dst - r_src (minimum image). Both directions of every pair are present:
+        edge e and e + n_edges/2 are reverses (self-loops, if any, come last).
     """
     matrix = cell_matrix(cell)
-    if not np.allclose(matrix, np.diag(np.diag(matrix))):
-        raise NotImplementedError("triclinic cells are not supported yet")
-    box = np.diag(matrix)
-    if cutoff >= box.min() / 2:
-        raise ValueError(f"cutoff {cutoff} is not below half the shortest box length {box.min()}")
-    wrapped = np.mod(positions, box)
-    # cKDTree's boxsize rejects coordinates equal to the box length after rounding.
-    wrapped[wrapped >= box] = 0.0
-    tree = cKDTree(wrapped, boxsize=box)
-    pairs = tree.query_pairs(cutoff, output_type="ndarray")
-    src = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    dst = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    if pair_cutoffs is not None:
+        pair_cutoffs = np.asarray(pair_cutoffs, dtype=np.float64)
+        if types is None or not np.allclose(pair_cutoffs, pair_cutoffs.T):
+            raise ValueError("pair_cutoffs must be a symmetric [T, T] matrix and needs types")
+        cutoff = float(pair_cutoffs.max())
+    if not np.isfinite(cutoff) or cutoff <= 0:
+        raise ValueError(f"cutoff must be a positive number, got {cutoff}")
+    wrapped, _ = wrap(positions, matrix)
+    # Half list: each unordered pair (and periodic image) once, D = r_j - r_i. copy=False
+    # returns views into memory owned by `calculator`, which must stay alive until copied.
+    calculator = vesin.NeighborList(cutoff=cutoff, full_list=False)
+    i, j, D = calculator.compute(points=wrapped, box=matrix, periodic=True, quantities="ijD", copy=False)
+    dist2 = np.einsum("ij,ij->i", D, D)
+    limit = cutoff**2 if pair_cutoffs is None else pair_cutoffs[types[i], types[j]] ** 2
+    keep = dist2 < limit  # strict, whatever the library's convention at the boundary
+    if not keep.all():
+        i, j, D = i[keep], j[keep], D[keep]
+    del dist2, keep
+    n_pairs = len(i)
+    n_loops = len(wrapped) if self_loops else 0
+    src = np.empty(2 * n_pairs + n_loops, dtype=np.int64)
+    dst = np.empty_like(src)
+    disp = np.zeros((len(src), 3), dtype=dtype)
+    src[:n_pairs], src[n_pairs : 2 * n_pairs] = i, j
+    dst[:n_pairs], dst[n_pairs : 2 * n_pairs] = j, i
+    disp[:n_pairs] = D
+    np.negative(D, out=disp[n_pairs : 2 * n_pairs], casting="same_kind")
+    del calculator, i, j, D
     if self_loops:
-        loop = np.arange(len(positions))
-        src = np.concatenate([src, loop])
-        dst = np.concatenate([dst, loop])
-    disp = wrapped[dst] - wrapped[src]
-    disp -= box * np.round(disp / box)
-    return src.astype(np.int64), dst.astype(np.int64), disp
+        src[2 * n_pairs :] = dst[2 * n_pairs :] = np.arange(len(wrapped))
+    return src, dst, disp
+
+
+def knn_pairs(
+    positions: np.ndarray,
+    cell: np.ndarray,
+    k: int,
+    self_loops: bool = False,
+    *,
+    max_cutoff: float | None = None,
+    dtype: type = np.float64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges from each atom's k nearest periodic neighbours (src) to the atom (dst).
+
+    Found with exact radius searches of growing radius, so triclinic cells and cells
+    smaller than the neighbourhood are handled like :func:`radius_pairs`. Ties at the
+    k-th distance are broken by the order of the search (deterministic).
+
+    Args:
+        positions: [n_atoms, 3] positions relative to the cell origin.
+        cell: (3,) box lengths or (3, 3) cell vectors as rows.
+        k: neighbours per atom (every atom receives exactly k edges, or fewer when
+            ``max_cutoff`` leaves fewer in range).
+        self_loops: also return (i, i) with zero displacement.
+        max_cutoff: never connect atoms this far apart or farther.
+
+    Returns:
+        ``src``, ``dst`` [n_edges] int64 and ``disp`` [n_edges, 3] = r_dst - r_src.
+        Not symmetric: j among i's k nearest does not imply the reverse.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    matrix = cell_matrix(cell)
+    n_atoms = len(positions)
+    density = n_atoms / abs(np.linalg.det(matrix))
+    radius = 1.3 * (3 * (k + 1) / (4 * np.pi * density)) ** (1 / 3)
+    while True:
+        if max_cutoff is not None:
+            radius = min(radius, max_cutoff)
+        src, dst, disp = radius_pairs(positions, matrix, radius, dtype=np.float64)
+        if max_cutoff is not None and radius >= max_cutoff:
+            break
+        if np.bincount(dst, minlength=n_atoms).min() >= k:
+            break
+        radius *= 1.5
+    order = np.lexsort((np.einsum("ij,ij->i", disp, disp), dst))
+    dst_sorted = dst[order]
+    first = np.searchsorted(dst_sorted, np.arange(n_atoms))
+    rank = np.arange(len(order)) - first[dst_sorted]
+    chosen = order[rank < k]
+    src, dst, disp = src[chosen], dst[chosen], disp[chosen].astype(dtype)
+    if self_loops:
+        loop = np.arange(n_atoms, dtype=np.int64)
+        src, dst = np.concatenate([src, loop]), np.concatenate([dst, loop])
+        disp = np.concatenate([disp, np.zeros((n_atoms, 3), dtype=dtype)])
+    return src, dst, disp
