@@ -1,0 +1,145 @@
+"""The run directory of ``train.py``: its life cycle, log, metrics table and final results.
+
+A run directory is *finished* when ``results.json`` exists (it is written last).
+An unfinished one holds ``last.pt`` and can be continued with ``--resume``.
+Every file is written temp-then-rename (:mod:`glassgnn.fileio`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tqdm
+
+from glassgnn import schema
+from glassgnn.fileio import OutputExistsError, atomic_path, write_text
+
+RESULTS = "results.json"
+CONFIG = "config.yaml"
+LAST = "last.pt"
+BEST = "best.pt"
+LOGGER = logging.getLogger("glassgnn.train")
+
+
+def prepare_output_dir(path: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
+    """Make ``path`` ready for a fresh run or a resumed one, refusing to clobber finished work.
+
+    Args:
+        path: the run directory.
+        resume: continue the unfinished run in ``path`` (needs its last.pt).
+        overwrite: start again even if ``path`` holds a run.
+
+    Returns:
+        With ``overwrite`` and an existing run: the directory the old run was moved to
+        (delete it with :func:`discard_old` once the new run finished), else ``None``.
+    """
+    path = Path(path)
+    if resume:
+        if (path / RESULTS).exists():
+            raise OutputExistsError(
+                f"{path} holds a finished run; nothing to resume (--overwrite starts again)"
+            )
+        if not (path / LAST).is_file() or not (path / CONFIG).is_file():
+            raise FileNotFoundError(f"{path}: no unfinished run to resume ({LAST} or {CONFIG} missing)")
+        return None
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            state = (
+                "a finished run" if (path / RESULTS).exists() else "an unfinished run (--resume continues it)"
+            )
+            raise OutputExistsError(f"{path} holds {state}; pass --overwrite to replace it")
+        # The old run is kept until the new one finishes, so a failure loses nothing.
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        path.mkdir(parents=True)
+        return old
+    path.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def discard_old(old: Path | None) -> None:
+    """Delete the previous run moved aside by :func:`prepare_output_dir`."""
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Console log lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.tqdm.write(self.format(record))
+
+
+def setup_logging(path: Path | None, console: bool, level: int) -> list[logging.Handler]:
+    """Log to ``path`` (appending, so a resumed run keeps its history) and optionally the console.
+
+    Returns the handlers, to be removed with :func:`close_logging`.
+    """
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = []
+    if path is not None:
+        handlers.append(logging.FileHandler(path, mode="a"))
+    if console:
+        handlers.append(_TqdmHandler())
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        LOGGER.addHandler(handler)
+    LOGGER.setLevel(level)
+    LOGGER.propagate = False
+    return handlers
+
+
+def close_logging(handlers: list[logging.Handler]) -> None:
+    for handler in handlers:
+        LOGGER.removeHandler(handler)
+        handler.close()
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    """One row per evaluation (the whole table is rewritten, atomically)."""
+    if not history:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buf.getvalue())
+
+
+def prediction_arrays(
+    preds: list[np.ndarray], graphs: list, columns: list[int], sources: list[dict]
+) -> dict[str, np.ndarray]:
+    """Per-atom arrays of one split for ``predictions_{split}.npz``.
+
+    Args:
+        preds: per graph [n_i, k] predictions in original units.
+        graphs: the split's graphs.
+        columns: learned target columns.
+        sources: per graph ``{"source", "frame"}`` from the manifest (may be empty).
+    """
+    true = [g.ndata[schema.TARGET][:, columns].numpy() for g in graphs]
+    sizes = [len(p) for p in preds]
+    return {
+        "pred": np.concatenate(preds),
+        "target": np.concatenate(true),
+        "mask": np.concatenate([g.ndata[schema.MASK].numpy() for g in graphs]),
+        "type": np.concatenate([g.ndata[schema.TYPE].numpy() for g in graphs]),
+        "graph": np.repeat(np.arange(len(graphs)), sizes),
+        "atom": np.concatenate([np.arange(n) for n in sizes]),
+        "graph_source": np.array([str(s.get("source", "")) for s in sources] or [""] * len(graphs)),
+        "graph_frame": np.array([int(s.get("frame", -1)) for s in sources] or [-1] * len(graphs)),
+    }
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` temp-then-rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)

@@ -1,0 +1,77 @@
+"""Small synthetic datasets in the layout construct_graph.py writes (for training tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dgl
+import numpy as np
+import torch
+
+from glassgnn import schema
+from glassgnn.fileio import write_json
+from glassgnn.graph import build_graph
+
+BOX = 6.0
+CUTOFF = 1.6
+
+
+def synthetic_graph(seed: int, n_atoms: int = 48) -> dgl.DGLGraph:
+    """Random binary configuration whose target depends on type and coordination number.
+
+    target = type + 0.1 * (neighbours within CUTOFF) + small noise; the coordination
+    number is also stored as the extra field ``x_cn``, so an MLP given it can learn
+    the target while one given only the type cannot exceed the per-type mean.
+    """
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform(0, BOX, (n_atoms, 3))
+    types = (rng.uniform(size=n_atoms) < 0.35).astype(np.int64)
+    graph = build_graph(positions, types, np.full(3, BOX), CUTOFF)
+    cn = graph.in_degrees().numpy().astype(np.float32)
+    target = types + 0.1 * cn + 0.02 * rng.standard_normal(n_atoms)
+    graph.ndata[schema.TARGET] = torch.tensor(target, dtype=torch.float32).reshape(-1, 1)
+    graph.ndata[schema.EXTRA_PREFIX + "cn"] = torch.from_numpy(cn)
+    return graph
+
+
+def synthetic_splits(sizes=(4, 2, 2), n_atoms: int = 48) -> dict[str, list[dgl.DGLGraph]]:
+    """Graphs of train, val and test (distinct seeds)."""
+    out, seed = {}, 0
+    for split, size in zip(schema.SPLITS, sizes, strict=True):
+        out[split] = [synthetic_graph(seed + i, n_atoms) for i in range(size)]
+        seed += size
+    return out
+
+
+def synthetic_manifest(graphs: dict[str, list[dgl.DGLGraph]]) -> dict:
+    """Manifest following the contract of glassgnn.dataset (normalisation from train only)."""
+    y = torch.cat([g.ndata[schema.TARGET] for g in graphs["train"]])
+    return {
+        "type_map": {"1": 0, "2": 1},
+        "num_types": 2,
+        "target_names": ["y"],
+        "normalisation": {"mean": y.mean(0).tolist(), "std": y.std(0).tolist()},
+        "extra_fields": {"cn": 1},
+        "graph": {"format": "synthetic", "cutoff": CUTOFF, "self_loops": False},
+        "splits": {
+            split: {"graphs": [{"source": f"synthetic{i}", "frame": 0} for i in range(len(gs))]}
+            for split, gs in graphs.items()
+        },
+        "inputs": [],
+        "versions": {},
+    }
+
+
+def write_dataset(path: Path, graphs: dict[str, list[dgl.DGLGraph]] | None = None) -> Path:
+    """Write a dataset directory (split .bin files with labels, manifest.json)."""
+    graphs = graphs or synthetic_splits()
+    path.mkdir(parents=True, exist_ok=True)
+    for split, gs in graphs.items():
+        labels = {
+            schema.CELL: torch.diag(torch.full((3,), BOX)).expand(len(gs), 3, 3).clone(),
+            schema.CUTOFF: torch.full((len(gs),), CUTOFF),
+            schema.FRAME: torch.zeros(len(gs), dtype=torch.int64),
+        }
+        dgl.save_graphs(str(path / schema.split_file(split)), gs, labels)
+    write_json(path / schema.MANIFEST, synthetic_manifest(graphs))
+    return path

@@ -1,0 +1,95 @@
+"""Configuration: precedence, validation messages, round trip of the resolved file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from glassgnn.config import ConfigError, defaults, dump, load_resolved, model_hparams, resolve
+from tests.conftest import REPO
+
+
+def _conf(tmp_path, data) -> str:
+    path = tmp_path / "train.conf.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_precedence_defaults_global_model_section_flags(tmp_path):
+    path = _conf(
+        tmp_path,
+        {
+            "global": {"learning_rate": 0.01, "patience": 7, "max_epoch": 50},
+            "mlp": {"patience": 9, "hidden_dims": [8]},
+        },
+    )
+    cfg = resolve({"model_name": "mlp", "dataset_dir": "d", "max_epoch": 3}, path)
+    assert cfg["eval_interval"] == defaults()["eval_interval"]  # built-in default
+    assert cfg["learning_rate"] == 0.01  # global
+    assert cfg["patience"] == 9  # model section beats global
+    assert cfg["max_epoch"] == 3  # given flag beats global
+    assert cfg["model"] == {"hidden_dims": [8]}
+
+
+def test_yaml_float_written_without_dot_is_a_float(tmp_path):
+    path = _conf(tmp_path, {"global": {"learning_rate": "1e-4"}})
+    assert resolve({"model_name": "mlp", "dataset_dir": "d"}, path)["learning_rate"] == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"global": {"learnig_rate": 0.1}}, "unknown key 'learnig_rate'"),
+        ({"global": {"patience": "many"}}, "patience must be of type int"),
+        ({"global": {"scheduler": "linear"}}, "scheduler must be one of none, step, plateau, cosine"),
+        ({"global": {"batch_size": 0}}, "batch_size must be >= 1"),
+        ({"mlp": {"hidden_dim": 3}}, "unknown key 'hidden_dim' for model 'mlp'.*hidden_dims"),
+        ({"mlp": {"hidden_dims": "64"}}, "hidden_dims must be of type list\\[int\\]"),
+        ({"mlp": {"in_dim": 3}}, "in_dim is set from the dataset"),
+        ({"mlpp": {"hidden_dims": [3]}}, "section 'mlpp' is neither 'global' nor a registered model"),
+    ],
+)
+def test_bad_configuration_names_the_key(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve({"model_name": "mlp", "dataset_dir": "d"}, _conf(tmp_path, data))
+
+
+def test_missing_and_unknown_model_name():
+    with pytest.raises(ConfigError, match="--model_name is required; known models: .*mlp"):
+        resolve({"dataset_dir": "d"}, None)
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        resolve({"model_name": "nope", "dataset_dir": "d"}, None)
+    with pytest.raises(ConfigError, match="dataset_dir is required"):
+        resolve({"model_name": "mlp"}, None)
+
+
+def test_resolved_file_round_trips_and_repeats_the_run(tmp_path):
+    cfg = resolve({"model_name": "mlp", "dataset_dir": "d", "seed": 3}, None)
+    full = {**cfg, "model": model_hparams(cfg, in_dim=2, out_dim=1)}
+    (tmp_path / "config.yaml").write_text(dump(full))
+    again = resolve({}, None, config=str(tmp_path / "config.yaml"))
+    assert again == full
+    assert again["model"]["in_dim"] == 2
+    with pytest.raises(ConfigError, match="in_dim=2 in the configuration but the data gives 5"):
+        model_hparams(again, in_dim=5, out_dim=1)
+    flags = resolve({"seed": 4}, None, config=str(tmp_path / "config.yaml"))
+    assert flags["seed"] == 4  # flags still override
+
+
+def test_resolved_file_layout_and_errors(tmp_path):
+    cfg = resolve({"model_name": "mlp", "dataset_dir": "d"}, None)
+    text = dump({**cfg, "model": model_hparams(cfg, 2, 1)})
+    data = yaml.safe_load(text)
+    for key in ("model_name", "dataset_dir", "seed", "type_encoding", "node_fields"):
+        assert key in data
+    assert data["model"]["out_dim"] == 1
+    (tmp_path / "bad.yaml").write_text(text.replace("seed: 0", "seed: zero"))
+    with pytest.raises(ConfigError, match="seed must be of type int"):
+        load_resolved(tmp_path / "bad.yaml")
+
+
+def test_repository_train_conf_is_valid_for_every_model():
+    from models.models import model_names
+
+    for name in model_names():
+        resolve({"model_name": name, "dataset_dir": "d"}, REPO / "train.conf.yaml")

@@ -1,0 +1,99 @@
+"""Metrics against independent references; augmentation group properties; device errors."""
+
+from __future__ import annotations
+
+import math
+
+import dgl
+import numpy as np
+import pytest
+import torch
+
+from glassgnn import schema
+from glassgnn.augment import augment_graph, cubic_group, random_transforms
+from glassgnn.devices import DeviceError, select_device
+from glassgnn.metrics import grouped_metrics, regression_metrics, summarise
+
+
+def _ranks(x):
+    order = np.argsort(x)
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    return ranks
+
+
+def test_regression_metrics_match_textbook_formulas():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=200)
+    pred = 0.7 * true + rng.normal(scale=0.5, size=200) + 0.3
+    m = regression_metrics(pred, true)
+    assert m["count"] == 200
+    assert m["pearson"] == pytest.approx(np.corrcoef(pred, true)[0, 1], abs=1e-12)
+    # no ties in continuous data: Spearman = Pearson of the ranks
+    assert m["spearman"] == pytest.approx(np.corrcoef(_ranks(pred), _ranks(true))[0, 1], abs=1e-12)
+    assert m["r2"] == pytest.approx(1 - np.sum((pred - true) ** 2) / np.sum((true - true.mean()) ** 2))
+    assert m["mae"] == pytest.approx(np.mean(np.abs(pred - true)))
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((pred - true) ** 2)))
+
+
+def test_perfect_and_undefined_correlations():
+    x = np.arange(5.0)
+    perfect = regression_metrics(2 * x + 1, 2 * x + 1)
+    assert perfect["pearson"] == pytest.approx(1.0) and perfect["r2"] == 1.0 and perfect["rmse"] == 0.0
+    constant = regression_metrics(np.ones(5), x)
+    assert math.isnan(constant["pearson"]) and math.isnan(constant["spearman"])
+
+
+def test_grouped_metrics_use_only_masked_particles_of_each_type():
+    rng = np.random.default_rng(1)
+    n = 60
+    true = rng.normal(size=(n, 1))
+    pred = true + rng.normal(scale=0.3, size=(n, 1))
+    types = np.arange(n) % 2
+    mask = np.arange(n) % 3 != 0
+    pred[~mask] = 1e6  # unmasked particles must not count
+    out = grouped_metrics(pred, true, types, mask, ["E"], {0: "Cu", 1: "Zr"})
+    assert set(out["E"]) == {"all", "type=Cu", "type=Zr"}
+    sel = mask & (types == 1)
+    assert out["E"]["type=Zr"] == regression_metrics(pred[sel, 0], true[sel, 0])
+    assert out["E"]["all"]["count"] == mask.sum()
+    assert out["E"]["all"]["rmse"] < 1
+
+
+def test_summarise_uses_sample_std():
+    s = summarise([1.0, 2.0, 3.0])
+    assert s == {"mean": 2.0, "std": 1.0, "n": 3}
+
+
+def test_cubic_group_is_the_48_element_octahedral_group():
+    g = cubic_group()
+    assert g.shape == (48, 3, 3)
+    assert torch.allclose(g @ g.transpose(1, 2), torch.eye(3, dtype=g.dtype).expand(48, 3, 3))
+    keys = {tuple(m.flatten().tolist()) for m in g}
+    assert len(keys) == 48
+    assert all(tuple((a @ b).flatten().tolist()) in keys for a in g[:8] for b in g)  # closed
+
+
+def test_random_rotations_are_proper_and_augmentation_keeps_lengths():
+    gen = torch.Generator().manual_seed(0)
+    rot = random_transforms("rotation", 16, gen)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(16, dtype=rot.dtype))
+    g1 = dgl.graph(([0, 1, 2], [1, 2, 0]))
+    g1.edata[schema.DISP] = torch.randn(3, 3)
+    g2 = dgl.graph(([0, 1], [1, 0]))
+    g2.edata[schema.DISP] = torch.randn(2, 3)
+    before = torch.cat([g1.edata[schema.DISP], g2.edata[schema.DISP]])
+    batch = augment_graph(dgl.batch([g1, g2]), "rotation", gen)
+    after = batch.edata[schema.DISP]
+    assert torch.allclose(after.norm(dim=1), before.norm(dim=1), atol=1e-5)
+    assert not torch.allclose(after, before)
+    assert torch.equal(g1.edata[schema.DISP], before[:3])  # stored graphs untouched
+    # one transform per graph: the Gram matrix of each graph's vectors is preserved
+    assert torch.allclose(after[:3] @ after[:3].T, before[:3] @ before[:3].T, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_gpu_request_without_cuda_says_how_to_fix():
+    assert select_device(-1) == torch.device("cpu")
+    with pytest.raises(DeviceError, match="--device=-1"):
+        select_device(0)

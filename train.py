@@ -1,0 +1,76 @@
+"""Train a model of models/ on a dataset written by construct_graph.py.
+
+Example (the SymGNN reference invocation)::
+
+    python train.py --model_name=symgnn --dataset_dir=DIR --output_dir=./outputs/symgnn \
+        --device=0 --console_log --log_level=10 --learning_rate=0.0001 --patience=100 \
+        --max_epoch=20000 --eval_interval=10
+
+Settings: built-in defaults < `global` of train.conf.yaml < the model's section < flags given.
+Several processes: ``torchrun --nproc_per_node=N train.py ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from glassgnn import distributed
+from glassgnn.config import ConfigError, add_arguments, resolve
+from glassgnn.devices import DeviceError
+from glassgnn.experiments import load_dataset, run_experiments
+from glassgnn.fileio import OutputExistsError
+
+CONTROL = ("model_config_path", "config", "output_dir", "resume", "overwrite")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Precedence: built-in defaults < `global` section < model section < flags given here.",
+    )
+    parser.add_argument(
+        "--model_config_path", default="train.conf.yaml", help="YAML with `global` and per-model sections"
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="resolved config.yaml of an earlier run: repeat that run (flags override)",
+    )
+    parser.add_argument("--output_dir", default=None, help="run directory (default: ./outputs/<model_name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the unfinished run in --output_dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --output_dir")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    given = vars(parser.parse_args(argv))
+    control = {key: given.pop(key) for key in CONTROL}
+    try:
+        config = control["config"]
+        if control["resume"] and config is None:
+            if control["output_dir"] is None:
+                parser.error("--resume needs --output_dir (the run to continue)")
+            config = str(Path(control["output_dir"]) / "config.yaml")
+        cfg = resolve(given, control["model_config_path"], config)
+        output_dir = control["output_dir"] or str(Path("outputs") / cfg["model_name"])
+        graphs, manifest = load_dataset(cfg["dataset_dir"])
+        info = distributed.init(cfg["device"])
+        try:
+            return run_experiments(
+                cfg, graphs, manifest, output_dir, control["resume"], control["overwrite"], info
+            )
+        finally:
+            distributed.shutdown(info)
+    except (ConfigError, OutputExistsError, FileNotFoundError, DeviceError) as err:
+        parser.exit(2, f"train.py: error: {err}\n")
+    except KeyboardInterrupt:
+        print("train.py: interrupted; continue with --resume (same --output_dir)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
