@@ -198,7 +198,7 @@ def explain_gnnexplainer(
             node_seg = _segment_ids(batch.batch_num_nodes())
             edge_seg = _segment_ids(batch.batch_num_edges())
             with torch.no_grad():
-                target = _check_per_particle(model(graph=batch, feat=sub_feat), batch)[centers.to(device)]
+                target = check_per_particle(model(graph=batch, feat=sub_feat), batch)[centers.to(device)]
             inits = [
                 _initial_masks(sub, feat.shape[1], n, seed) for sub, n in zip(subgraphs, chunk, strict=True)
             ]
@@ -220,13 +220,14 @@ def explain_gnnexplainer(
             edge_mask = edge_logits.detach().sigmoid().cpu().split(batch.batch_num_edges().tolist())
             feat_mask = feat_logits.detach().sigmoid().cpu()
             for i, sub in enumerate(subgraphs):
-                out.append(_explanation(chunk[i], sub, local[i], edge_mask[i], feat_mask[i], target[i]))
+                out.append(make_explanation(chunk[i], sub, local[i], edge_mask[i], feat_mask[i], target[i]))
                 if progress is not None:
                     progress.update(1)
     return out
 
 
-def _check_per_particle(pred: torch.Tensor, graph: dgl.DGLGraph) -> torch.Tensor:
+def check_per_particle(pred: torch.Tensor, graph: dgl.DGLGraph) -> torch.Tensor:
+    """``pred`` [n_atoms, k] unchanged; an error if the model is not per-particle (e.g. pooled)."""
     if pred.shape[0] != graph.num_nodes():
         raise ValueError(
             f"the model returns {pred.shape[0]} rows for {graph.num_nodes()} particles; "
@@ -235,9 +236,10 @@ def _check_per_particle(pred: torch.Tensor, graph: dgl.DGLGraph) -> torch.Tensor
     return pred
 
 
-def _explanation(
+def make_explanation(
     node: int, sub: dgl.DGLGraph, center: int, importance: torch.Tensor, feat_imp: torch.Tensor, pred
 ) -> Explanation:
+    """An :class:`Explanation` from a subgraph of ``dgl.khop_in_subgraph`` and its masks."""
     src, dst = sub.edges()
     return Explanation(
         node=int(node),

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from glassgnn import explanation as ex
+from glassgnn import pgexplainer as pg
 from glassgnn.features import node_features
 from glassgnn.graph import build_graph
 from models.models import build_model, model_names
@@ -138,3 +139,27 @@ def test_message_passing_depth():
     assert ex.message_passing_depth(torch.nn.Module(), {"num_steps": 7, "latent_dim": 64}) == 7
     with pytest.raises(ValueError, match="--num_hops"):
         ex.message_passing_depth(torch.nn.Module(), {"latent_dim": 64})
+
+
+def test_pgexplainer_importances_and_training(setup):
+    model, graph, feat = setup
+    nodes = [3, 8, 21, 40, 50]
+    settings = pg.PGExplainerSettings(epochs=15, max_train_nodes=4, batch_size=4)
+    result = pg.explain_pgexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=0)
+    assert [e.node for e in result] == nodes  # the fifth was not trained on and is still explained
+    for e in result:
+        assert len(e.importance) == len(e.src) and np.all((e.importance >= 0) & (e.importance <= 1))
+        assert e.nodes[e.center] == e.node
+        # Symmetric: both directions of a bond get the same importance.
+        pairs, bond_imp, bond_of_edge = ex.bonds(e.src, e.dst, e.importance)
+        np.testing.assert_allclose(e.importance[bond_of_edge >= 0], bond_imp[bond_of_edge[bond_of_edge >= 0]])
+    again = pg.explain_pgexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=0)
+    np.testing.assert_allclose(again[4].importance, result[4].importance, rtol=1e-5)  # same seed, same masks
+    # The prediction term trains the explainer: its gradient is not zero.
+    batch = pg._Batch(model, graph, feat, pg._embedding(model, graph, feat).detach(), nodes[:2], NUM_STEPS)
+    explainer = pg.RegressionPGExplainer(
+        batch.edge_input.shape[1], pg.PGExplainerSettings(coff_budget=0, coff_connect=0)
+    )
+    with ex.frozen(model):
+        explainer.loss(model, batch, explainer.mask(batch, 1.0, torch.Generator().manual_seed(0))).backward()
+    assert explainer.elayers[0].weight.grad.abs().sum() > 0
