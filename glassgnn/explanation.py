@@ -305,13 +305,14 @@ def fidelity(
     explanation: Explanation,
     k: int,
     rng: np.random.Generator,
+    scale: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Change of the particle's prediction when bonds are switched off through ``eweight``.
 
     ``plus``: the top-k bonds by importance removed; ``minus``: only the top-k
     bonds kept; ``random``: k random bonds removed (the baseline for ``plus``).
     Self-loops are never removed. Values are mean absolute changes over the
-    outputs, in the model's (normalised) units.
+    outputs, in the model's (normalised) units times ``scale``.
 
     Args:
         model: the explained model.
@@ -320,6 +321,8 @@ def fidelity(
         explanation: output of an explainer.
         k: number of bonds.
         rng: source of the random bonds.
+        scale: [out_dim] factors that turn output units into target units (the
+            normalisation std); ones when absent.
     """
     sub = explained_subgraph(graph, explanation)
     _, bond_imp, bond_of_edge = bonds(explanation.src, explanation.dst, explanation.importance)
@@ -339,5 +342,6 @@ def fidelity(
         variants = [None, weights(top), weights(np.array([], dtype=int), top), weights(random)]
         preds = [model(graph=sub, feat=sub_feat, eweight=w)[explanation.center] for w in variants]
     base = preds[0]
-    change = [float((p - base).abs().mean()) for p in preds[1:]]
+    scale = torch.ones_like(base) if scale is None else scale.to(base)
+    change = [float(((p - base).abs() * scale).mean()) for p in preds[1:]]
     return {"plus": change[0], "minus": change[1], "random": change[2], "k": k}

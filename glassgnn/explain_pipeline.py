@@ -1,0 +1,324 @@
+"""explain.py's analysis: explain particles of a trained run, then relate bond importance
+to persistent-homology cycles (see :mod:`glassgnn.explanation` and :mod:`glassgnn.topology`).
+
+Per particle: its L-hop subgraph, an importance per edge, fidelity, positions
+unwrapped around it, a filtration, representative H1 cycles and the cycle
+participation of each bond. Pooled over particles: the tier statistics. Bonds
+are undirected (importance = mean of the two directions); self-loops take part
+in the explanation but not in the topology.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dgl
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from glassgnn import explain_plots, schema, topology
+from glassgnn.explanation import (
+    Explanation,
+    GNNExplainerSettings,
+    bonds,
+    explain_gnnexplainer,
+    fidelity,
+    message_passing_depth,
+)
+from glassgnn.fileio import atomic_path, write_json, write_text
+from glassgnn.pgexplainer import PGExplainerSettings, explain_pgexplainer
+
+EXPLAINERS = ("gnnexplainer", "pgexplainer")
+SELECTIONS = ("center", "random", "top_pred")
+
+
+@dataclass
+class ExplainOptions:
+    """What to explain and how (the flags of explain.py)."""
+
+    split: str = "test"
+    graph_index: int = 0
+    nodes: list[int] | None = None
+    num_nodes: int = 50
+    select: str = "center"
+    explainer: str = "gnnexplainer"
+    num_hops: int | None = None
+    epochs: int = 300
+    complex: str = "alpha"
+    top_k: int = 10
+    seed: int = 0
+    batch_size: int = 8
+
+
+@dataclass
+class ParticleResult:
+    """One explained particle with its topology.
+
+    Attributes:
+        explanation: the explainer's output (subgraph, importance per edge).
+        prediction, target: [k] in original target units.
+        fidelity: ``plus``, ``minus``, ``random`` (original units) and ``k``.
+        positions: [n_sub, 3] unwrapped positions of the subgraph.
+        diagrams: {dim: [n, 2]} persistence diagram.
+        cycles: representative H1 cycles (pairs of subgraph-local indices).
+        cycle_persistence: [n_cycles] death - birth of each.
+        edge_cycles, edge_cycle_persistence: [n_edges] participation of each edge.
+        tiers: {tier: [k] bond indices} (bonds from :func:`glassgnn.explanation.bonds`).
+        seconds: explainer share plus topology time, for timing.json.
+    """
+
+    explanation: Explanation
+    prediction: np.ndarray
+    target: np.ndarray
+    fidelity: dict
+    positions: np.ndarray
+    diagrams: dict[int, np.ndarray]
+    cycles: list
+    cycle_persistence: np.ndarray
+    edge_cycles: np.ndarray
+    edge_cycle_persistence: np.ndarray
+    tiers: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def select_nodes(
+    graph: dgl.DGLGraph, cell: np.ndarray, pred: torch.Tensor, options: ExplainOptions
+) -> list[int]:
+    """Particles to explain, among those in the graph's ``MASK``.
+
+    ``center``: the ``num_nodes`` particles nearest to the box centre (their
+    neighbourhoods are the least likely to touch a box face); ``random``: drawn
+    with ``seed``; ``top_pred``: the largest predictions of the first output.
+    Explicit ``nodes`` are checked and used as given.
+    """
+    n = graph.num_nodes()
+    if options.nodes:
+        bad = [i for i in options.nodes if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"--nodes {bad} out of range: graph {options.graph_index} has {n} particles")
+        return list(dict.fromkeys(int(i) for i in options.nodes))
+    candidates = np.flatnonzero(graph.ndata[schema.MASK].cpu().numpy())
+    count = min(options.num_nodes, len(candidates))
+    if options.select == "center":
+        pos = graph.ndata[schema.POS].cpu().double().numpy()[candidates]
+        middle = np.diag(cell) / 2 if cell.ndim == 2 else np.asarray(cell) / 2
+        chosen = candidates[np.argsort(np.linalg.norm(pos - middle, axis=1), kind="stable")[:count]]
+    elif options.select == "random":
+        chosen = np.sort(np.random.default_rng(options.seed).choice(candidates, size=count, replace=False))
+    elif options.select == "top_pred":
+        values = pred[:, 0].cpu().numpy()[candidates]
+        chosen = candidates[np.argsort(-values, kind="stable")[:count]]
+    else:
+        raise ValueError(f"unknown --select {options.select!r}; known: {', '.join(SELECTIONS)}")
+    return [int(i) for i in chosen]
+
+
+def analyse_topology(
+    explanation: Explanation, graph: dgl.DGLGraph, cell: np.ndarray, complex: str, max_edge_length: float
+) -> dict:
+    """Unwrapped positions, persistence, cycles and per-edge participation of one explanation."""
+    pos = graph.ndata[schema.POS].cpu().double().numpy()[explanation.nodes]
+    disp = graph.edata[schema.DISP].cpu().double().numpy()[explanation.edge_ids]
+    positions = topology.unwrap_around(pos, cell, explanation.center, explanation.src, explanation.dst, disp)
+    result = topology.persistence(positions, complex, max_edge_length=max_edge_length)
+    cycles = topology.representative_cycles(result, positions)
+    pers = np.array([death - birth for _, birth, death in result.h1_pairs], dtype=np.float64)
+    count, total = topology.edge_participation(explanation.src, explanation.dst, cycles, pers)
+    return {
+        "positions": positions,
+        "diagrams": result.diagrams,
+        "cycles": cycles,
+        "cycle_persistence": pers,
+        "edge_cycles": count,
+        "edge_cycle_persistence": total,
+    }
+
+
+def resolve_hops(run, options: ExplainOptions) -> int:
+    """``options.num_hops``, or the model's message-passing depth when it is not set."""
+    return options.num_hops or message_passing_depth(run.model, run.config.get("model"))
+
+
+def explain_particles(
+    run, graph: dgl.DGLGraph, cell: np.ndarray, options: ExplainOptions
+) -> list[ParticleResult]:
+    """The whole per-particle analysis for one graph of a loaded run (:func:`glassgnn.run.load_run`).
+
+    Args:
+        run: the trained run; its model explains in normalised units.
+        graph: the graph to explain (any device; moved to ``run.device``).
+        cell: (3, 3) cell vectors of the graph as rows.
+        options: what to explain and how.
+    """
+    graph = graph.to(run.device)
+    feat = run.features(graph)
+    pred = run.predict(graph)
+    nodes = select_nodes(graph, cell, pred, options)
+    hops = resolve_hops(run, options)
+    cutoff = float(run.manifest.get("graph", {}).get("cutoff") or graph.edata[schema.DIST].max())
+    start = time.perf_counter()
+    with tqdm(total=len(nodes), desc=f"{options.explainer} ({hops} hops)", unit="particle") as bar:
+        if options.explainer == "gnnexplainer":
+            settings = GNNExplainerSettings(epochs=options.epochs, batch_size=options.batch_size)
+            explanations = explain_gnnexplainer(
+                run.model, graph, feat, nodes, hops, settings, options.seed, bar
+            )
+        elif options.explainer == "pgexplainer":
+            settings = PGExplainerSettings(epochs=options.epochs, batch_size=options.batch_size)
+            explanations = explain_pgexplainer(
+                run.model, graph, feat, nodes, hops, settings, options.seed, bar
+            )
+        else:
+            raise ValueError(f"unknown explainer {options.explainer!r}; known: {', '.join(EXPLAINERS)}")
+    explain_share = (time.perf_counter() - start) / max(len(nodes), 1)
+    rng = np.random.default_rng(options.seed)
+    targets = run.targets(graph).cpu().numpy()
+    results = []
+    for e in tqdm(explanations, desc=f"topology ({options.complex})", unit="particle"):
+        start = time.perf_counter()
+        fid = fidelity(run.model, graph, feat, e, options.top_k, rng, scale=run.std)
+        topo = analyse_topology(e, graph, cell, options.complex, cutoff)
+        _, bond_imp, _ = bonds(e.src, e.dst, e.importance)
+        results.append(
+            ParticleResult(
+                explanation=e,
+                prediction=pred[e.node].cpu().numpy().astype(np.float64),
+                target=targets[e.node].astype(np.float64),
+                fidelity=fid,
+                tiers=topology.tier_indices(bond_imp, options.top_k, rng),
+                seconds=explain_share + time.perf_counter() - start,
+                **topo,
+            )
+        )
+    return results
+
+
+def bond_values(result: ParticleResult, key: str = "edge_cycles") -> tuple[np.ndarray, np.ndarray]:
+    """[n_bonds] importance and [n_bonds] participation (``edge_cycles`` or
+    ``edge_cycle_persistence``) of one particle's bonds; both directions of a bond
+    carry the same participation, so one per bond is taken."""
+    e = result.explanation
+    _, bond_imp, bond_of_edge = bonds(e.src, e.dst, e.importance)
+    part = np.zeros(len(bond_imp))
+    part[bond_of_edge[bond_of_edge >= 0]] = getattr(result, key)[bond_of_edge >= 0]
+    return bond_imp, part
+
+
+def pooled_bonds(
+    results: list[ParticleResult], key: str = "edge_cycles"
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """{tier: participation of the tier's bonds}, importance and participation of all bonds, pooled."""
+    tier_values = {name: [np.zeros(0)] for name in topology.TIERS}
+    all_imp, all_part = [np.zeros(0)], [np.zeros(0)]
+    for r in results:
+        bond_imp, part = bond_values(r, key)
+        for name, idx in r.tiers.items():
+            tier_values[name].append(part[idx])
+        all_imp.append(bond_imp)
+        all_part.append(part)
+    return (
+        {k: np.concatenate(v) for k, v in tier_values.items()},
+        np.concatenate(all_imp),
+        np.concatenate(all_part),
+    )
+
+
+def pooled_statistics(results: list[ParticleResult]) -> dict:
+    """Tier statistics of cycle participation (count and summed persistence), pooled over particles."""
+    return {
+        name: topology.tier_statistics(*pooled_bonds(results, key))
+        for name, key in (("cycle_count", "edge_cycles"), ("cycle_persistence", "edge_cycle_persistence"))
+    }
+
+
+def summary(results: list[ParticleResult], options: ExplainOptions, extra: dict) -> dict:
+    """The content of summary.json: parameters, tier statistics, fidelity."""
+    fid = {}
+    for key in ("plus", "minus", "random"):
+        values = np.array([r.fidelity[key] for r in results])
+        fid[key] = {"mean": float(values.mean()), "std": float(values.std())} if len(values) else None
+    return {
+        "parameters": {**asdict(options), **extra},
+        "num_particles": len(results),
+        "participation": pooled_statistics(results),
+        "fidelity": fid,
+        "subgraph_mean_size": {
+            "nodes": float(np.mean([len(r.explanation.nodes) for r in results])),
+            "edges": float(np.mean([len(r.explanation.src) for r in results])),
+        },
+    }
+
+
+def write_outputs(
+    directory: Path,
+    results: list[ParticleResult],
+    summary_: dict,
+    graph: dgl.DGLGraph,
+    options: ExplainOptions,
+) -> None:
+    """summary.json, explanations.npz, particles.csv, timing.json and the figures, into ``directory``."""
+    write_json(directory / "summary.json", summary_)
+    write_json(
+        directory / "timing.json",
+        {"seconds_per_particle": float(np.mean([r.seconds for r in results])), "particles": len(results)},
+    )
+    types = graph.ndata[schema.TYPE].cpu().numpy()
+    exps = [r.explanation for r in results]
+    node_offsets = np.cumsum([0] + [len(e.nodes) for e in exps])
+    edge_offsets = np.cumsum([0] + [len(e.src) for e in exps])
+    cat = np.concatenate
+    arrays = {
+        "node": np.array([e.node for e in exps], dtype=np.int64),
+        "prediction": np.array([r.prediction for r in results]),
+        "target": np.array([r.target for r in results]),
+        "feat_importance": np.array([e.feat_importance for e in exps]),
+        "fidelity_plus": np.array([r.fidelity["plus"] for r in results]),
+        "fidelity_minus": np.array([r.fidelity["minus"] for r in results]),
+        "fidelity_random": np.array([r.fidelity["random"] for r in results]),
+        "node_offsets": node_offsets,
+        "subgraph_nodes": cat([e.nodes for e in exps]),
+        "edge_offsets": edge_offsets,
+        "edge_ids": cat([e.edge_ids for e in exps]),
+        "edge_src": cat([e.nodes[e.src] for e in exps]),
+        "edge_dst": cat([e.nodes[e.dst] for e in exps]),
+        "importance": cat([e.importance for e in exps]),
+        "edge_cycles": cat([r.edge_cycles for r in results]),
+        "edge_cycle_persistence": cat([r.edge_cycle_persistence for r in results]),
+    }
+    with atomic_path(directory / "explanations.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    rows = [
+        "node,type,target,prediction,subgraph_nodes,subgraph_edges,h1_cycles,"
+        "fidelity_plus,fidelity_minus,fidelity_random,top_k_mean_cycles,bottom_k_mean_cycles"
+    ]
+    for r in results:
+        e = r.explanation
+        _, part = bond_values(r)
+        top, bottom = (part[r.tiers[t]].mean() if len(r.tiers[t]) else np.nan for t in ("top", "bottom"))
+        rows.append(
+            f"{e.node},{types[e.node]},{r.target[0]:.6g},{r.prediction[0]:.6g},{len(e.nodes)},{len(e.src)},"
+            f"{len(r.cycles)},{r.fidelity['plus']:.6g},{r.fidelity['minus']:.6g},{r.fidelity['random']:.6g},"
+            f"{top:.4g},{bottom:.4g}"
+        )
+    write_text(directory / "particles.csv", "\n".join(rows) + "\n")
+    _figures(directory, results, summary_, graph, options)
+
+
+def _figures(directory: Path, results, summary_: dict, graph: dgl.DGLGraph, options: ExplainOptions) -> None:
+    first = results[0]
+    e = first.explanation
+    explain_plots.persistence_figure(
+        first.diagrams, f"{options.complex}, particle {e.node}", directory / "persistence_particle.png"
+    )
+    tier_values, all_imp, all_part = pooled_bonds(results)
+    explain_plots.tier_histogram(tier_values, directory / "participation_by_tier.png", options.top_k)
+    rho = summary_["participation"]["cycle_count"]["spearman_importance_participation"]["rho"]
+    explain_plots.importance_scatter(all_imp, all_part, rho, directory / "importance_vs_participation.png")
+    pairs, bond_imp, _ = bonds(e.src, e.dst, e.importance)
+    types = graph.ndata[schema.TYPE].cpu().numpy()[e.nodes]
+    explain_plots.neighbourhood_figure(
+        first.positions, types, pairs, bond_imp, e.center, options.top_k, directory / "neighbourhood_3d.png"
+    )
