@@ -14,7 +14,6 @@ import logging
 import sys
 
 from glassgnn.dataset import construct_dataset, expand_globs
-from glassgnn.fileio import OutputExistsError
 from glassgnn.readers import FORMATS
 
 
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         manifest = construct_dataset(
             splits, params, args.output_dir, args.val_fraction, args.seed, args.num_workers, args.overwrite
         )
-    except (ValueError, FileNotFoundError, OutputExistsError) as exc:
+    except (ValueError, OSError) as exc:  # ReaderError is a ValueError; OutputExistsError an OSError
         sys.exit(f"construct_graph.py: error: {exc}")
     for split, info in manifest["splits"].items():
         edges = sum(graph["num_edges"] for graph in info["graphs"])

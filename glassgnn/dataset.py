@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from glassgnn import schema
 from glassgnn.graph import build_graph
-from glassgnn.neighbors import wrap
+from glassgnn.neighbors import perpendicular_widths, wrap
 from glassgnn.readers import FORMATS, ReaderError, Snapshot, read_snapshots
 from glassgnn.readers.base import _sort_key
 
@@ -108,6 +108,16 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         pair_cutoffs=_pair_matrix(snapshot, params),
         extra_fields={k: v for k, v in snapshot.fields.items() if k != target},
     )
+    reach = max([params["cutoff"] or 0.0, *(params["pair_cutoffs"] or {}).values()])
+    if reach >= perpendicular_widths(snapshot.cell).min() / 2:
+        log.warning(
+            "%s frame %d: cutoff %g reaches beyond half the cell (widths %s): every periodic image "
+            "within it is an edge, so a pair can be connected several times",
+            snapshot.source,
+            snapshot.frame,
+            reach,
+            np.round(perpendicular_widths(snapshot.cell), 4).tolist(),
+        )
     degree = graph.in_degrees() - int(params["self_loops"])
     isolated = int((degree == 0).sum())
     if isolated:

@@ -67,7 +67,7 @@ def build_graph(
         mask = np.ones(n_atoms, dtype=bool)
     graph.ndata[schema.MASK] = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
     for name, value in (extra_fields or {}).items():
-        graph.ndata[schema.EXTRA_PREFIX + name] = torch.as_tensor(np.asarray(value), dtype=torch.float32)
+        graph.ndata[schema.EXTRA_PREFIX + name] = torch.from_numpy(np.array(value, dtype=np.float32))
     disp_t = torch.from_numpy(disp)
     graph.edata[schema.DISP] = disp_t
     graph.edata[schema.DIST] = torch.linalg.vector_norm(disp_t, dim=1, keepdim=True)

@@ -141,6 +141,8 @@ def validate(snapshot: Snapshot) -> Snapshot:
     if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
         raise ReaderError(path, f"the cell must be a finite (3, 3) matrix, got {cell.tolist()}")
     lengths = np.linalg.norm(cell, axis=1)
+    if np.allclose(cell, np.diag(np.diag(cell))) and np.any(np.diag(cell) <= 0):
+        raise ReaderError(path, f"non-positive box length(s) {np.diag(cell).tolist()}")
     if np.any(lengths <= 0):
         raise ReaderError(path, f"non-positive cell vector length(s) {lengths.tolist()}")
     volume = abs(np.linalg.det(cell))

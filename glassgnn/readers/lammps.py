@@ -61,7 +61,10 @@ def _frame(path: Path, frame: int, columns: list[str], block: list[str], cell, o
     style = next((s for s in COORDINATE_STYLES if all(c in table for c in s)), None)
     if style is None:
         raise ReaderError(path, f"frame {frame}: no coordinate columns (x/y/z, xu, xs or xsu) in {columns}")
-    coords = table[list(style)].to_numpy(dtype=np.float64)
+    try:
+        coords = table[list(style)].to_numpy(dtype=np.float64)
+    except ValueError:
+        raise ReaderError(path, f"frame {frame}: non-numeric {'/'.join(style)} coordinates") from None
     # Scaled coordinates are fractions of the cell; others are absolute: make both origin-relative.
     positions = coords @ cell if style[0].startswith("xs") else coords - origin
     label_column = "type" if "type" in table else "element" if "element" in table else None
