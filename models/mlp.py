@@ -27,6 +27,8 @@ class MLPConfig(ModelConfig):
 
 @register_model("mlp", MLPConfig)
 class MLP(nn.Module):
+    invariance = "so3"  # sees no geometry at all
+
     def __init__(self, config: MLPConfig):
         super().__init__()
         self.net = mlp([config.in_dim, *config.hidden_dims, config.out_dim])

@@ -1,0 +1,73 @@
+"""GCN: graph convolutional network of Kipf & Welling (ICLR 2017), node features only.
+
+Kipf, T. N. & Welling, M. "Semi-Supervised Classification with Graph
+Convolutional Networks", ICLR 2017, arXiv:1609.02907.
+
+Each layer is DGL's ``GraphConv`` with symmetric normalisation,
+h' = act(D^-1/2 (A + I) D^-1/2 h W), where the identity is the paper's
+renormalisation trick (self-loops added at every call; set ``self_loops: false``
+when the dataset's graphs already contain self-pairs). The model sees the
+graph's topology only, never distances or directions, so it is invariant under
+any rotation of the configuration that keeps the graph. Encoder and decoder
+MLPs follow the SymGNN repository's GCN baseline (Li et al., ICML 2024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dgl
+import torch
+from dgl.nn import GraphConv
+from torch import nn
+
+from models.common import edge_weights, mlp
+from models.models import ModelConfig, register_model
+
+
+@dataclass
+class GCNConfig(ModelConfig):
+    """Attributes:
+    hidden_dim: width of the node encoder, every graph convolution and the decoder.
+    num_layers: number of graph convolutions.
+    self_loops: add (i, i) edges before each call (Kipf & Welling's A + I).
+    dropout: dropout between graph convolutions.
+    """
+
+    hidden_dim: int = 32
+    num_layers: int = 4
+    self_loops: bool = True
+    dropout: float = 0.0
+
+
+@register_model("gcn", GCNConfig)
+class GCN(nn.Module):
+    invariance = "so3"
+
+    def __init__(self, config: GCNConfig):
+        super().__init__()
+        d = config.hidden_dim
+        self.self_loops = config.self_loops
+        self.encoder = mlp([config.in_dim, d, d], last_activation=True)
+        self.convs = nn.ModuleList(
+            GraphConv(d, d, norm="both", activation=nn.functional.relu, allow_zero_in_degree=True)
+            for _ in range(config.num_layers)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.decoder = mlp([d, d, d, config.out_dim])
+
+    def forward(
+        self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
+        if self.self_loops:
+            n = graph.num_nodes()
+            # add_self_loop appends the new edges after the existing ones, so weights line up.
+            graph = dgl.add_self_loop(graph)
+            weight = torch.cat([weight, weight.new_ones(n)])
+        h = self.encoder(feat)
+        for i, conv in enumerate(self.convs):
+            if i:
+                h = self.dropout(h)
+            h = conv(graph, h, edge_weight=weight)
+        return self.decoder(h)

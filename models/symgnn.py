@@ -1,0 +1,178 @@
+"""SymGNN: edge-featured graph attention with a symmetrised edge encoder (Li et al., ICML 2024).
+
+Li, H. et al. "Predicting and Interpreting Energy Barriers of Metallic Glasses
+with Graph Neural Networks", ICML 2024 (repository haoyuli02/SymGNN).
+
+    h^0 = node encoder(feat)          Linear-BN-ReLU-Linear-BN-ReLU
+    e^0_ij = sum_{T in set} edge encoder(x_ij T)   (symmetrisation module; x_ij displacement row vector)
+    layer k (heads 8, 4, 2, 1): EGATConv -> concatenate heads (mean in the last layer)
+                                -> BatchNorm -> Linear projection -> + input (skip)
+    out = decoder(h)                  4 x (Linear-BN-PReLU), Linear
+
+``eweight`` multiplies every attention coefficient (DGL ``EGATConv``'s
+``edge_weight``), so it scales every message into every node. ``EGATConv``
+refuses graphs with a particle that has no incoming edge.
+
+The transform set (``transforms``) decides what invariance the model has:
+
+- ``"released"``: the identity and one fixed rotation R = R_z(1) R_y(1) R_x(1)
+  (angles in radians), the set in the released code. No invariance: the output
+  changes under rotations and reflections (``invariance = "none"``).
+- ``"cubic"``: the 48 elements of the full cubic group O_h (signed permutation
+  matrices, proper and improper). Since x -> x g permutes the group, the summed
+  encoding and therefore the output are exactly invariant under these 48
+  transforms of all displacements, and under no others (``"cubic"``). Costs
+  48 edge-encoder passes instead of 2.
+- ``"random"``: ``num_random`` rotations drawn uniformly from SO(3), redrawn at
+  every forward call in training mode; in evaluation mode a fixed set drawn
+  once from ``random_seed`` (saved in the state dict). Training then pushes the
+  model towards rotation invariance in expectation, but no transform of the
+  input leaves the evaluation output exactly unchanged (``"none"``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import dgl
+import torch
+from dgl.nn import EGATConv
+from torch import nn
+
+from models.common import cubic_group, edge_geometry, edge_weights
+from models.models import ModelConfig, register_model
+
+TRANSFORM_SETS = ("released", "cubic", "random")
+
+
+@dataclass
+class SymGNNConfig(ModelConfig):
+    """Attributes (defaults of the released code):
+    hidden_dim: node and edge state width (32).
+    heads: attention heads of each EGATConv layer; one layer per entry ([8, 4, 2, 1]).
+    dropout: dropout on node and edge states after each layer (0.25).
+    transforms: transform set of the symmetrisation module: released, cubic or random.
+    num_random: number K of rotations for ``transforms: random``.
+    random_seed: seed of the fixed evaluation rotations for ``transforms: random``.
+    """
+
+    hidden_dim: int = 32
+    heads: list[int] = field(default_factory=lambda: [8, 4, 2, 1])
+    dropout: float = 0.25
+    transforms: str = "released"
+    num_random: int = 4
+    random_seed: int = 0
+
+
+def released_transforms() -> torch.Tensor:
+    """[2, 3, 3]: identity and the released code's fixed rotation R_z(1) R_y(1) R_x(1)."""
+    c, s = math.cos(1.0), math.sin(1.0)
+    rz = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    ry = torch.tensor([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+    rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return torch.stack([torch.eye(3), rz @ ry @ rx])
+
+
+def random_rotations(
+    k: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """[k, 3, 3] rotations uniform on SO(3), from normalised Gaussian quaternions (Shoemake 1992)."""
+    q = torch.randn(k, 4, generator=generator, device=device)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], 1),
+            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], 1),
+            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1),
+        ],
+        1,
+    )
+
+
+def _encoder(d_in: int, d: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(d_in, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU()
+    )
+
+
+class SymGNNLayer(nn.Module):
+    """EGATConv with batch norm and skip projections; the last layer averages heads and drops edges."""
+
+    def __init__(self, dim: int, heads: int, last: bool):
+        super().__init__()
+        self.last = last
+        self.conv = EGATConv(dim, dim, dim, dim, heads)
+        width = dim if last else dim * heads
+        self.node_norm = nn.BatchNorm1d(width)
+        self.node_proj = nn.Linear(width, dim)
+        if not last:
+            self.edge_norm = nn.BatchNorm1d(width)
+            self.edge_proj = nn.Linear(width, dim)
+
+    def forward(
+        self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        nh, eh = self.conv(graph, h, e, edge_weight=weight)
+        if self.last:
+            # The last layer's edge states would never be read.
+            return h + self.node_proj(self.node_norm(nh.mean(1))), e
+        h = h + self.node_proj(self.node_norm(nh.flatten(1)))
+        return h, e + self.edge_proj(self.edge_norm(eh.flatten(1)))
+
+
+@register_model("symgnn", SymGNNConfig)
+class SymGNN(nn.Module):
+    def __init__(self, config: SymGNNConfig):
+        super().__init__()
+        if config.transforms not in TRANSFORM_SETS:
+            raise ValueError(
+                f"symgnn: unknown transforms {config.transforms!r}; known: {', '.join(TRANSFORM_SETS)}"
+            )
+        d = config.hidden_dim
+        self.transform_set = config.transforms
+        self.num_random = config.num_random
+        if config.transforms == "released":
+            transforms = released_transforms()
+        elif config.transforms == "cubic":
+            transforms = cubic_group()
+        else:
+            transforms = random_rotations(
+                config.num_random, torch.Generator().manual_seed(config.random_seed)
+            )
+        self.register_buffer("transforms", transforms)
+        self.node_encoder = _encoder(config.in_dim, d)
+        self.edge_encoder = _encoder(3, d)
+        n = len(config.heads)
+        self.layers = nn.ModuleList(SymGNNLayer(d, k, last=i == n - 1) for i, k in enumerate(config.heads))
+        self.dropout = nn.Dropout(config.dropout)
+        decoder: list[nn.Module] = []
+        for _ in range(4):
+            decoder += [nn.Linear(d, d), nn.BatchNorm1d(d), nn.PReLU()]
+        self.decoder = nn.Sequential(*decoder, nn.Linear(d, config.out_dim))
+
+    @property
+    def invariance(self) -> str:
+        return "cubic" if self.transform_set == "cubic" else "none"
+
+    def symmetrised_edges(self, disp: torch.Tensor) -> torch.Tensor:
+        """[n_edges, 3] displacements -> [n_edges, hidden_dim] summed encodings over the transform set."""
+        transforms = self.transforms.to(disp.dtype)
+        if self.transform_set == "random" and self.training:
+            transforms = random_rotations(self.num_random, device=disp.device).to(disp.dtype)
+        out = 0.0
+        for t in transforms:
+            out = out + self.edge_encoder(disp @ t)
+        return out
+
+    def forward(
+        self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        disp, _ = edge_geometry(graph, feat.dtype)
+        weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
+        h = self.node_encoder(feat)
+        e = self.symmetrised_edges(disp)
+        for layer in self.layers:
+            h, e = layer(graph, h, e, weight)
+            h, e = self.dropout(h), self.dropout(e)
+        return self.decoder(h)
