@@ -238,7 +238,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     model = module
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        model = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+        model = DistributedDataParallel(module, device_ids=ids)
     start = time.perf_counter() - loop["elapsed"]
     first = cfg["max_epoch"] + 1 if loop["stopped"] else loop["epoch"] + 1
     bar = tqdm.tqdm(
