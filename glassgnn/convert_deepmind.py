@@ -18,16 +18,18 @@ tensor-bundle format (``PREFIX.index`` + ``PREFIX.data-*``) directly.
 from __future__ import annotations
 
 import argparse
+import re
 import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from glassgnn import schema
+from glassgnn.config import defaults, dump, model_hparams
 from glassgnn.fileio import atomic_directory, sha256, write_json, write_text
+from models.models import build_model
 
 # TensorFlow variable scope -> (module of models.bapst.Bapst, number of linear layers).
 DEEPMIND_BLOCKS = {
@@ -44,10 +46,11 @@ DEEPMIND_GRAPH = {
     "format": "bapst",
     "cutoff": 2.0,
     "knn": None,
+    "pair_cutoffs": None,
     "self_loops": True,
     "target": "propensity",
-    "time_index": 0,
-    "mask_types": [0],
+    "time_index": None,  # set per checkpoint, see infer_time_index
+    "mask_types": ["0"],  # DeepMind's losses and correlations use type A only
 }
 
 _BUNDLE_DTYPE_FLOAT = 1  # tensorflow DataType DT_FLOAT
@@ -237,8 +240,6 @@ def deepmind_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Ten
     Raises:
         CheckpointError: a variable is missing or its shape does not match the model.
     """
-    from models.models import build_model
-
     expected = build_model("bapst", DEEPMIND_MODEL).state_dict()
     state = {}
     for scope, (module, n_layers) in DEEPMIND_BLOCKS.items():
@@ -268,38 +269,69 @@ def deepmind_variable_names() -> list[str]:
     ]
 
 
-def convert(prefix: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
+def infer_time_index(prefix: str | Path) -> int:
+    """Propensity time index a published checkpoint predicts, from its name.
+
+    The published checkpoints are ``tTTT_sXX.ckpt``: ``s01`` ... ``s09`` are trained
+    on the time at which the self-intermediate scattering function reaches 0.1 ...
+    0.9, ``salpha`` on 1/e. In the data files ``is_values`` is (0.9, 0.8, ..., 0.1,
+    1/e), so ``s0k`` is time index ``9 - k`` and ``salpha`` index 9 (``t044_s09``
+    -> 0, which its measured correlations confirm: 0.93 at index 0, 0.39 at index 1).
+
+    Raises:
+        CheckpointError: the name does not follow that pattern.
+    """
+    match = re.fullmatch(r"t\d+_s(0[1-9]|alpha)\.ckpt", Path(prefix).name)
+    if match is None:
+        raise CheckpointError(
+            f"cannot infer the time index from the name {Path(prefix).name!r} "
+            "(expected tTTT_s0K.ckpt or tTTT_salpha.ckpt); pass --time_index"
+        )
+    return 9 if match.group(1) == "alpha" else 9 - int(match.group(1)[1])
+
+
+def convert(
+    prefix: str | Path, output_dir: str | Path, overwrite: bool = False, time_index: int | None = None
+) -> Path:
     """Write a run directory holding a DeepMind checkpoint as a ``bapst`` (preset deepmind) run.
 
     Args:
         prefix: checkpoint prefix, e.g. ``.../t044_s09.ckpt``.
         output_dir: run directory to create (refused if it exists, unless ``overwrite``).
         overwrite: replace an existing ``output_dir``.
+        time_index: propensity time index (0-9) the checkpoint predicts; inferred from
+            the name by :func:`infer_time_index` when ``None``.
 
     Returns:
         The run directory: ``config.yaml``, ``manifest.json``, ``best.pt`` (key ``model``),
         ``README.md`` (source and licence).
     """
     prefix = Path(prefix)
+    state = deepmind_state_dict(read_checkpoint(prefix, deepmind_variable_names()))
+    if time_index is None:
+        time_index = infer_time_index(prefix)
+    if not 0 <= time_index <= 9:
+        raise CheckpointError(f"time_index must be in 0..9, got {time_index}")
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
-        state = deepmind_state_dict(read_checkpoint(prefix, deepmind_variable_names()))
         torch.save({"model": state, "source": f"DeepMind checkpoint {prefix.name}"}, tmp / "best.pt")
         config = {
+            **defaults(),
             "model_name": "bapst",
-            "dataset_dir": None,
-            "seed": None,
             "type_encoding": "scalar",
-            "node_fields": [],
-            "model": dict(DEEPMIND_MODEL),
-            "source": f"converted from DeepMind checkpoint {prefix.name} by glassgnn.convert_deepmind",
+            # How DeepMind trained it (train.py of glassy_dynamics): Adam 1e-4, gradient norm
+            # clipped at 1, random axis permutations and reflections; kept for fine-tuning.
+            "learning_rate": 1e-4,
+            "grad_clip": 1.0,
+            "augment": "cubic",
+            "model": model_hparams({"model_name": "bapst", "model": {"preset": "deepmind"}}, 1, 1),
         }
-        write_text(tmp / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        write_json(tmp / schema.MANIFEST, _manifest(prefix))
-        write_text(tmp / "README.md", _note(prefix))
+        write_text(tmp / "config.yaml", dump(config))
+        write_json(tmp / schema.MANIFEST, _manifest(prefix, time_index))
+        write_text(tmp / "README.md", _note(prefix, time_index))
     return Path(output_dir)
 
 
-def _manifest(prefix: Path) -> dict:
+def _manifest(prefix: Path, time_index: int) -> dict:
     inputs = [
         {"path": str(p.name), "sha256": sha256(p)}
         for p in sorted(prefix.parent.glob(f"{prefix.name}.*"))
@@ -308,18 +340,18 @@ def _manifest(prefix: Path) -> dict:
     return {
         "type_map": {"0": 0, "1": 1},
         "num_types": 2,
-        "target_names": ["propensity"],
+        "target_names": [f"propensity_{time_index}"],
         "normalisation": {"mean": [0.0], "std": [1.0]},
         "extra_fields": {},
-        "graph": dict(DEEPMIND_GRAPH),
+        "units": {"length": "LJ sigma", "propensity": "LJ sigma"},
+        "graph": {**DEEPMIND_GRAPH, "time_index": time_index},
         "splits": {},
         "inputs": inputs,
         "versions": {"torch": torch.__version__},
-        "source": "deepmind_checkpoint",
     }
 
 
-def _note(prefix: Path) -> str:
+def _note(prefix: Path, time_index: int) -> str:
     return f"""# DeepMind glassy-dynamics checkpoint `{prefix.name}`, converted
 
 Source: google-deepmind/deepmind-research, `glassy_dynamics/` (Bapst et al.,
@@ -331,7 +363,9 @@ only, values unchanged; Sonnet's [in, out] matrices transposed to torch's [out, 
 
 Model: `bapst` with `preset: deepmind` (sequential graph_nets update, 7 steps,
 latent 64, particle type as one float). Graph: cutoff 2.0 (minimum image),
-self-pairs included. Output: propensity in LJ length units, no normalisation.
+self-pairs included. Output: the propensity at time index {time_index} of the data
+files (mean |r_i(t) - r_i(0)| over isoconfigurational trajectories), in LJ length
+units, no normalisation.
 """
 
 
@@ -343,9 +377,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("prefix", help="checkpoint prefix, e.g. checkpoints/t044_s09.ckpt")
     parser.add_argument("--output_dir", required=True, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument(
+        "--time_index",
+        type=int,
+        default=None,
+        help="propensity time index (0-9) the checkpoint predicts (default: from its name, s09 -> 0)",
+    )
     args = parser.parse_args(argv)
     try:
-        run_dir = convert(args.prefix, args.output_dir, overwrite=args.overwrite)
+        run_dir = convert(args.prefix, args.output_dir, overwrite=args.overwrite, time_index=args.time_index)
     except (CheckpointError, FileExistsError) as err:
         sys.exit(f"error: {err}")
     print(f"wrote {run_dir}")
