@@ -16,20 +16,26 @@ BOX = 6.0
 CUTOFF = 1.6
 
 
-def synthetic_graph(seed: int, n_atoms: int = 48) -> dgl.DGLGraph:
+def synthetic_config(seed: int, n_atoms: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Random binary configuration whose target depends on type and coordination number.
 
-    target = type + 0.1 * (neighbours within CUTOFF) + small noise; the coordination
-    number is also stored as the extra field ``x_cn``, so an MLP given it can learn
-    the target while one given only the type cannot exceed the per-type mean.
+    Returns positions [n, 3] in [0, BOX), types [n] in {0, 1}, coordination numbers [n]
+    (neighbours within CUTOFF) and target = type + 0.1 * coordination + small noise, so
+    an MLP given the coordination (extra field ``x_cn``) can learn the target while one
+    given only the type cannot exceed the per-type mean.
     """
     rng = np.random.default_rng(seed)
     positions = rng.uniform(0, BOX, (n_atoms, 3))
     types = (rng.uniform(size=n_atoms) < 0.35).astype(np.int64)
-    graph = build_graph(positions, types, np.full(3, BOX), CUTOFF)
-    cn = graph.in_degrees().numpy().astype(np.float32)
+    cn = build_graph(positions, types, np.full(3, BOX), CUTOFF).in_degrees().numpy().astype(np.float32)
     target = types + 0.1 * cn + 0.02 * rng.standard_normal(n_atoms)
-    graph.ndata[schema.TARGET] = torch.tensor(target, dtype=torch.float32).reshape(-1, 1)
+    return positions, types, cn, target.astype(np.float32)
+
+
+def synthetic_graph(seed: int, n_atoms: int = 48) -> dgl.DGLGraph:
+    """Graph of :func:`synthetic_config` with target ``y`` and extra field ``x_cn``."""
+    positions, types, cn, target = synthetic_config(seed, n_atoms)
+    graph = build_graph(positions, types, np.full(3, BOX), CUTOFF, targets=target)
     graph.ndata[schema.EXTRA_PREFIX + "cn"] = torch.from_numpy(cn)
     return graph
 

@@ -125,9 +125,15 @@ def test_finished_run_is_not_overwritten_without_overwrite(data, tmp_path):
 
 
 REFERENCE_FLAGS = [
-    "--model_name=mlp", "--device=-1", "--console_log", "--log_level=10", "--learning_rate=0.003",
-    "--patience=100", "--max_epoch=6", "--eval_interval=2",
-]  # fmt: skip
+    "--model_name=mlp",
+    "--device=-1",
+    "--console_log",
+    "--log_level=10",
+    "--learning_rate=0.003",
+    "--patience=100",
+    "--max_epoch=6",
+    "--eval_interval=2",
+]
 
 
 def test_cli_reference_invocation_outputs_and_repeat_from_config(tmp_path):
@@ -135,8 +141,18 @@ def test_cli_reference_invocation_outputs_and_repeat_from_config(tmp_path):
     out = tmp_path / "out"
     flags = [f"--dataset_dir={dataset}", f"--output_dir={out}", "--node_fields", "cn"]
     results = train.main([*REFERENCE_FLAGS, *flags, "--model_config_path", str(REPO / "train.conf.yaml")])
-    for name in ("config.yaml", "manifest.json", "train.log", "metrics.csv", "best.pt", "last.pt",
-                 "results.json", "learning_curves.png", "parity_val.png", "parity_test.png"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "train.log",
+        "metrics.csv",
+        "best.pt",
+        "last.pt",
+        "results.json",
+        "learning_curves.png",
+        "parity_val.png",
+        "parity_test.png",
+    ):
         assert (out / name).is_file(), name
     pred = np.load(out / "predictions_test.npz")
     assert pred["pred"].shape == (2 * 48, 1) and pred["atom"].max() == 47
@@ -176,8 +192,17 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys, flags, message):
 def test_repeated_seeds_write_mean_and_std(tmp_path):
     dataset = write_dataset(tmp_path / "ds")
     out = tmp_path / "rep"
-    summary = train.main([f"--dataset_dir={dataset}", "--model_name=mlp", f"--output_dir={out}",
-                          "--max_epoch=2", "--num_exp=2", "--seed=5", "--no-save_results"])  # fmt: skip
+    summary = train.main(
+        [
+            f"--dataset_dir={dataset}",
+            "--model_name=mlp",
+            f"--output_dir={out}",
+            "--max_epoch=2",
+            "--num_exp=2",
+            "--seed=5",
+            "--no-save_results",
+        ]
+    )
     assert summary["seeds"] == [5, 6]
     runs = [json.loads((out / f"seed_{s}" / "results.json").read_text()) for s in (5, 6)]
     values = [r["metrics"]["test"]["y"]["all"]["pearson"] for r in runs]
@@ -190,8 +215,16 @@ def test_two_process_ddp_on_cpu_matches_single_process_in_shape(tmp_path):
     dataset = write_dataset(tmp_path / "ds")
     common = [f"--dataset_dir={dataset}", "--model_name=mlp", "--max_epoch=3", "--device=-1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "train.py"), *common, f"--output_dir={tmp_path / 'ddp'}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "train.py"),
+        *common,
+        f"--output_dir={tmp_path / 'ddp'}",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())

@@ -1,0 +1,76 @@
+"""Apply a trained run to new snapshots and write per-atom predictions.
+
+Example::
+
+    python predict.py --run_dir outputs/symgnn --input 'data/new*.pickle' --output new.npz --csv
+
+Graphs are built with exactly the graph parameters of the run's dataset (its manifest).
+When the inputs carry targets, the metrics of train.py are printed and written to
+``<output>.metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from glassgnn.dataset import expand_globs
+from glassgnn.devices import DeviceError, select_device
+from glassgnn.fileio import OutputExistsError, write_json, write_text
+from glassgnn.metrics import METRICS
+from glassgnn.outputs import write_npz
+from glassgnn.prediction import csv_text, graph_params, predict_files
+from glassgnn.readers import FORMATS, ReaderError
+from glassgnn.run import load_run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_dir", required=True, help="run directory written by train.py")
+    parser.add_argument("--input", required=True, nargs="+", metavar="GLOB", help="input files (globs)")
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=["auto", *FORMATS],
+        help="input format (default: the format recorded in the run's dataset manifest)",
+    )
+    parser.add_argument("--time_index", type=int, default=None, help="bapst inputs: propensity time index")
+    parser.add_argument("--output", required=True, help="output .npz file")
+    parser.add_argument("--device", type=int, default=-1, help="-1 for CPU, k for cuda:k (default: -1)")
+    parser.add_argument("--csv", action="store_true", help="also write <output stem>.csv")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    output = Path(args.output)
+    if output.suffix != ".npz":
+        parser.error(f"--output {output}: expected a .npz file name")
+    targets = [output, output.with_suffix(".metrics.json"), output.with_suffix(".csv")]
+    try:
+        existing = [str(p) for p in targets if p.exists()]
+        if existing and not args.overwrite:
+            raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+        run = load_run(args.run_dir, select_device(args.device))
+        params = graph_params(run, args.format, args.time_index)
+        result = predict_files(run, expand_globs(args.input, "--input"), params)
+    except (OutputExistsError, FileNotFoundError, DeviceError, ReaderError, ValueError) as err:
+        parser.exit(2, f"predict.py: error: {err}\n")
+    write_npz(output, result.arrays)
+    print(f"wrote {len(result.arrays['atom'])} atoms to {output}")
+    if args.csv:
+        write_text(output.with_suffix(".csv"), csv_text(result.arrays))
+    if result.metrics is not None:
+        write_json(output.with_suffix(".metrics.json"), result.metrics)
+        for target, groups in result.metrics.items():
+            for group, values in groups.items():
+                cells = ", ".join(f"{m} {values[m]:.4f}" for m in METRICS)
+                print(f"{target} {group} (n={values['count']}): {cells}")
+        print(f"metrics written to {output.with_suffix('.metrics.json')}")
+    return result.metrics
+
+
+if __name__ == "__main__":
+    main()
