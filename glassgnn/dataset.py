@@ -26,7 +26,7 @@ from glassgnn import schema
 from glassgnn.graph import build_graph
 from glassgnn.neighbors import perpendicular_widths, wrap
 from glassgnn.readers import FORMATS, ReaderError, Snapshot, read_snapshots
-from glassgnn.readers.base import _sort_key
+from glassgnn.readers.base import label_sort_key
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _run(
 
 def union_type_map(records: list[dict]) -> dict[str, int]:
     """A type map over every label seen, sorted numerically then by text (``"1"``, ``"2"``)."""
-    labels = sorted({label for record in records for label in record["type_labels"]}, key=_sort_key)
+    labels = sorted({label for record in records for label in record["type_labels"]}, key=label_sort_key)
     return {label: index for index, label in enumerate(labels)}
 
 

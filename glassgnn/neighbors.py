@@ -98,12 +98,12 @@ def radius_pairs(
     # returns views into memory owned by `calculator`, which must stay alive until copied.
     calculator = vesin.NeighborList(cutoff=cutoff, full_list=False)
     i, j, D = calculator.compute(points=wrapped, box=matrix, periodic=True, quantities="ijD", copy=False)
-    dist2 = np.einsum("ij,ij->i", D, D)
-    limit = cutoff**2 if pair_cutoffs is None else pair_cutoffs[types[i], types[j]] ** 2
-    keep = dist2 < limit  # strict, whatever the library's convention at the boundary
-    if not keep.all():
+    # vesin keeps d < cutoff (strict, as we define edges); per-pair cutoffs filter its list.
+    if pair_cutoffs is not None:
+        keep = np.einsum("ij,ij->i", D, D) < pair_cutoffs[types[i], types[j]] ** 2
         i, j, D = i[keep], j[keep], D[keep]
-    del dist2, keep
+    # vesin returns uint64 indices; reinterpreting them as int64 (all < 2**63) avoids a cast.
+    i, j = i.view(np.int64), j.view(np.int64)
     n_pairs = len(i)
     n_loops = len(wrapped) if self_loops else 0
     src = np.empty(2 * n_pairs + n_loops, dtype=np.int64)

@@ -56,6 +56,22 @@ def test_cutoff_beyond_half_cell_returns_every_image(triclinic):
     np.testing.assert_allclose(ours[:, 2:], reference[:, 2:], atol=1e-9)
 
 
+def test_cutoff_is_strict():
+    # 2.0 and 0.5 are exact in binary: a pair exactly at the cutoff is not an edge
+    positions = np.array([[1.0, 1.0, 1.0], [3.0, 1.0, 1.0], [1.0, 1.5, 1.0]])
+    src, dst, _ = radius_pairs(positions, np.array([10.0, 10.0, 10.0]), 2.0)
+    assert sorted(zip(src.tolist(), dst.tolist(), strict=True)) == [(0, 2), (2, 0)]
+    types = np.array([0, 0, 1])
+    src, _, _ = radius_pairs(
+        positions,
+        np.array([10.0, 10.0, 10.0]),
+        9.0,
+        types=types,
+        pair_cutoffs=np.array([[2.0, 0.5], [0.5, 1.0]]),
+    )
+    assert len(src) == 0
+
+
 def test_self_loops_and_float32():
     positions, cell, _ = _system(3, True)
     src, dst, disp = radius_pairs(positions, cell, 2.5, self_loops=True, dtype=np.float32)

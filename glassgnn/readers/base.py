@@ -86,7 +86,7 @@ def _label(value) -> str:
     return str(value)
 
 
-def _sort_key(label: str):
+def label_sort_key(label: str):
     """Numeric labels in numeric order (``"2"`` before ``"10"``), then text labels."""
     try:
         return (0, float(label), "")
@@ -107,7 +107,7 @@ def encode_types(path: str | Path, labels) -> tuple[np.ndarray, list[str]]:
         raise ReaderError(path, "types contain NaN or inf")
     unique, inverse = np.unique(labels, return_inverse=True)
     text = [_label(value) for value in unique]
-    order = sorted(range(len(text)), key=lambda i: _sort_key(text[i]))
+    order = sorted(range(len(text)), key=lambda i: label_sort_key(text[i]))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank[inverse.reshape(-1)], [text[i] for i in order]

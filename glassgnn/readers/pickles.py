@@ -69,10 +69,9 @@ def read_symgnn(path: str | Path, data: dict | None = None) -> list[Snapshot]:
     for key, value in data.items():
         if key in _SYMGNN_SKIP or not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             continue
-        if value.ndim in (1, 2) and len(value) == n_atoms:
-            fields[key] = value.astype(np.float64)
-        elif value.ndim >= 1 and len(value) != n_atoms and key == SYMGNN_TARGET:
+        if value.ndim not in (1, 2) or len(value) != n_atoms:
             raise ReaderError(path, f"shape mismatch: {n_atoms} positions but {key!r} has {value.shape}")
+        fields[key] = value.astype(np.float64)
     return [
         Snapshot(
             # Documented as centred on 0 inside [-L/2, L/2): shift to the corner origin.
