@@ -28,6 +28,7 @@ from glassgnn.convert_deepmind import (
     CheckpointError,
     convert,
     deepmind_state_dict,
+    evaluate_pretrained,
     main,
     read_checkpoint,
 )
@@ -61,34 +62,37 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def pretrained():
-    """The bundled converted run and the graph of test_large built with its parameters."""
+def pretrained() -> dict:
+    """The bundled converted run applied to the bundled test_large (see evaluate_pretrained)."""
+    return evaluate_pretrained(RUN, TEST_LARGE)
+
+
+@pytest.fixture(scope="module")
+def large_graph():
+    """test_large as a graph with the run's parameters, and the run."""
     run = load_run(RUN)
-    graph = build_graphs([TEST_LARGE], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
-    return run, graph, run.predict(graph)[:, 0].numpy()
+    return run, build_graphs([TEST_LARGE], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
 
 
 # --- parity with DeepMind's saved graph -------------------------------------------------
 
 
-def test_graph_of_test_large_has_deepmind_edge_count(pretrained):
-    _, graph, _ = pretrained
+def test_graph_of_test_large_has_deepmind_edge_count(large_graph):
+    _, graph = large_graph
     assert graph.num_edges() == 171_066  # with the 4096 self-pairs, as in the released graph
 
 
 def test_pretrained_reproduces_deepmind_predictions(pretrained):
-    run, graph, pred = pretrained
-    reference = np.load(REFERENCE)
+    pred, reference = pretrained["predictions"], np.load(REFERENCE)
     assert pred.dtype == np.float32 and pred.shape == reference.shape == (4096,)
     assert np.abs(pred - reference).max() <= 1e-4
-    type_a = graph.ndata[schema.TYPE].numpy() == 0
-    targets = read_snapshots(TEST_LARGE, "bapst")[0].fields["propensity"]  # [4096, 10]
-    assert round(np.corrcoef(pred[type_a], targets[type_a, 0])[0, 1], 4) == 0.9346
+    assert pretrained["time_index"] == 0
+    assert round(pretrained["pearson_type_a"][0], 4) == 0.9346  # DeepMind's graph gives the same
 
 
-def test_other_concatenation_orders_do_not_reproduce_deepmind(pretrained):
+def test_other_concatenation_orders_do_not_reproduce_deepmind(large_graph):
     """The parity above pins the block order: swapping sender and receiver blocks breaks it."""
-    run, graph, _ = pretrained
+    run, graph = large_graph
     model = build_model("bapst", run.config["model"]).eval()
     state = {k: v.clone() for k, v in run.model.state_dict().items()}
     w = state["edge_update.0.weight"]  # blocks [e, e0, h_dst, h0_dst, h_src, h0_src] of 64
@@ -313,9 +317,8 @@ def test_deepmind_train_model_memorises_test_small(tmp_path, one_thread):
 
 
 def test_deepmind_apply_model(pretrained):
-    _, graph, pred = pretrained
-    targets = graph.ndata[schema.TARGET][:, 0].numpy()  # time index 0, every particle (as DeepMind)
-    assert np.corrcoef(pred, targets)[0, 1] > 0.5
+    targets = read_snapshots(TEST_LARGE, "bapst", time_index=0)[0].fields["propensity"][:, 0]
+    assert np.corrcoef(pretrained["predictions"], targets)[0, 1] > 0.5  # every particle, as DeepMind
 
 
 def test_time_index_is_inferred_from_the_published_names():
