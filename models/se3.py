@@ -132,7 +132,12 @@ class SE3Net(nn.Module):
     ) -> torch.Tensor:
         """[n_atoms, irreps_hidden.dim] per-particle features, equivariant under rotations."""
         disp, dist = edge_geometry(graph, feat.dtype)
-        sh = o3.spherical_harmonics(self.irreps_sh, disp, normalize=True, normalization="component")
+        # Self-pairs (zero displacement) have no direction: give them zero harmonics, and keep
+        # the normalisation's gradient finite by normalising a dummy vector there.
+        moving = dist > 0
+        direction = torch.where(moving, disp, torch.ones_like(disp))
+        sh = o3.spherical_harmonics(self.irreps_sh, direction, normalize=True, normalization="component")
+        sh = sh * moving
         n = self.config.num_basis
         basis = soft_one_hot_linspace(
             dist.squeeze(1), 0.0, self.config.cutoff, n, basis="smooth_finite", cutoff=True

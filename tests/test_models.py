@@ -73,6 +73,19 @@ def test_synthetic_shape_gradients_and_edge_weight_gradient(name):
         assert eweight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_self_pairs_give_finite_outputs_and_gradients(name):
+    positions, types, box = lattice_configuration((3, 3, 3), seed=14)
+    graph = build_graph(positions, types, box, 3.2, self_loops=True)
+    feat = torch.nn.functional.one_hot(torch.as_tensor(types), 2).float()
+    torch.manual_seed(0)
+    model = small_model(name, 2).train()
+    out = model(graph, feat)
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 @pytest.fixture(scope="module")
 def cuzr_subgraph():
     """Atoms of a 14 Å cube of the real 8000-atom CuZr configuration, with their 5 Å graph."""
