@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--times", type=float, nargs="+", default=None,
         help="stored times (LJ units); default: where F_s of A reaches 0.9,...,0.1 and 1/e",
     )  # fmt: skip
+    p.add_argument(
+        "--is_values", type=float, nargs="+", default=list(defaults.is_values),
+        help="F_s levels whose crossing times are stored (default: 0.9 ... 0.1 and 1/e, as Bapst et al.)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument(
         "--threads", type=int, default=defaults.threads, help="OpenMP threads (fixed per data set)"
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads,
         dt=args.dt,
         times=None if args.times is None else tuple(args.times),
+        is_values=tuple(args.is_values),
         melt_time=args.melt_time,
         quench_time=args.quench_time,
         equil_taus=args.equil_taus,

@@ -61,7 +61,8 @@ class SimulationConfig:
     seed: int = 0
     threads: int = 2
     dt: float = 0.005
-    times: tuple[float, ...] | None = None  # stored times; default: F_s crossings of IS_VALUES
+    is_values: tuple[float, ...] = IS_VALUES  # F_s levels whose crossing times are stored
+    times: tuple[float, ...] | None = None  # explicit stored times instead of is_values crossings
     t_melt: float = 2.0
     melt_time: float = 20.0
     quench_time: float = 20.0
@@ -96,6 +97,8 @@ class SimulationConfig:
         for name in ("dt", "t_melt", "melt_time", "quench_time", "thermostat_damp", "spacing_taus", "k"):
             if not getattr(self, name) > 0:
                 raise SimulationError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.is_values or not all(0 < v < 1 for v in self.is_values):
+            raise SimulationError(f"is_values must be F_s levels between 0 and 1, got {self.is_values}")
         if self.times is not None and (len(self.times) == 0 or min(self.times) < self.dt):
             raise SimulationError(f"--times must be a non-empty list of times >= dt={self.dt}")
         if self.store not in ("all", "first"):
@@ -104,6 +107,7 @@ class SimulationConfig:
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["times"] = None if self.times is None else list(self.times)
+        out["is_values"] = list(self.is_values)
         return out
 
 
@@ -191,7 +195,9 @@ def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> di
 
         windows, curves, elapsed, converged = [], [], 0, False
         while len(windows) < cfg.max_windows:
-            fs, pe, press, done = _isf_window(system, grid, mask_a, cfg.k, stop_below=min(IS_VALUES))
+            fs, pe, press, done = _isf_window(
+                system, grid, mask_a, cfg.k, stop_below=min(*cfg.is_values, math.exp(-1.0))
+            )
             elapsed += done
             tau = crossing_time(grid[: len(fs)] * cfg.dt, fs, math.exp(-1.0))
             if math.isnan(tau):
@@ -248,17 +254,17 @@ def time_selection(cfg: SimulationConfig, grid_steps: np.ndarray, fs_eq: np.ndar
     """The stored time grid (steps, starting at 0), the time indices and their ``is_values``.
 
     Default: the first grid times at which the equilibrium F_s falls to each of
-    ``IS_VALUES``; ``is_values`` are those nominal levels. With ``cfg.times``: the
+    ``cfg.is_values``; ``is_values`` are those nominal levels. With ``cfg.times``: the
     given times (rounded to whole steps) merged into the grid; ``is_values`` are
     then filled per configuration with the F_s measured there (None here).
     """
     if cfg.times is None:
         indices = []
-        for level in IS_VALUES:
+        for level in cfg.is_values:
             below = np.nonzero(fs_eq <= level)[0]
             indices.append(int(below[0]) if len(below) else len(fs_eq) - 1)
         steps = np.concatenate([[0], grid_steps[: max(indices) + 1]])
-        return steps, [i + 1 for i in indices], np.array(IS_VALUES)
+        return steps, [i + 1 for i in indices], np.array(cfg.is_values)
     wanted = np.array([max(1, int(round(t / cfg.dt))) for t in cfg.times])
     steps = np.union1d(np.concatenate([[0], grid_steps[grid_steps <= wanted.max()]]), wanted)
     return steps, [int(np.searchsorted(steps, w)) for w in wanted], None

@@ -67,6 +67,20 @@ def test_crossing_time_and_grid():
     assert math.isnan(crossing_time(t, np.ones_like(t), 0.5))
 
 
+def test_time_selection_picks_first_grid_time_below_each_level():
+    from glassgnn.simulation import IS_VALUES, SimulationConfig, time_selection
+
+    cfg = SimulationConfig(dt=0.005)
+    grid = log_grid_steps(100_000)
+    fs = np.exp(-((grid * cfg.dt / 4.0) ** 0.8))  # stretched exponential, tau_alpha = 4
+    steps, indices, is_values = time_selection(cfg, grid, fs)
+    assert steps[0] == 0 and list(is_values) == list(IS_VALUES)
+    curve = np.concatenate([[1.0], fs[: len(steps) - 1]])
+    for level, i in zip(IS_VALUES, indices, strict=True):
+        assert curve[i] <= level < curve[i - 1]
+    assert steps[indices[-1]] * cfg.dt == pytest.approx(4.0, rel=0.1)  # 1/e: tau_alpha on the grid
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "ka"
@@ -152,6 +166,25 @@ def test_bapst_reader_loads_simulated_pickle(tiny_run):
     np.testing.assert_allclose(got, expected.T, rtol=1e-12)
 
 
+def test_store_first_float32_keeps_targets_of_full_trajectories(tiny_run):
+    from glassgnn.simulation import SimulationConfig, bapst_record, propensity
+
+    full = _load(tiny_run / "config_0000.pickle")
+    trajectories = np.asarray(full["trajectory_target_positions"])  # [n_times, M, N, 3]
+    cfg = SimulationConfig(n_atoms=N_ATOMS, temperature=TEMPERATURE, n_iso=2, store="first", float32=True)
+    record = bapst_record(
+        cfg, full["positions"], full["types"], full["box"], np.arange(len(TIMES)), list(range(len(TIMES))),
+        full["is_values"], np.asarray(full["trajectory_start_velocities"]), trajectories, 1.0,
+    )  # fmt: skip
+    assert set(record) == BAPST_KEYS | {"targets"}
+    assert len(record["trajectory_target_positions"]) == 1
+    assert record["trajectory_target_positions"][0][0].dtype == np.float32
+    for t, target in enumerate(record["targets"]):
+        np.testing.assert_allclose(target, propensity(full["positions"], trajectories[t]), rtol=1e-12)
+    stored = np.asarray(record["trajectory_target_positions"][0], np.float64)
+    np.testing.assert_allclose(propensity(full["positions"], stored), record["targets"][0], atol=1e-5)
+
+
 def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, monkeypatch):
     out = tmp_path / "ka"
     shutil.copytree(tiny_run, out)
@@ -186,17 +219,16 @@ def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (("--temperature", "-0.5"), "temperature must be positive"),
-        (("--n_atoms", "100"), "not larger than twice the cutoff"),
-        (("--n_iso", "0"), "n_iso must be at least 1"),
+        (["--temperature", "-0.5"], "temperature must be positive"),
+        (["--n_atoms", "100"], "not larger than twice the cutoff"),
+        (["--n_iso", "0"], "n_iso must be at least 1"),
+        (["--is_values", "0.9", "1.5"], "is_values must be F_s levels between 0 and 1"),
     ],
 )
 def test_bad_parameters(change, message, tmp_path):
-    args = [*TINY, "--output_dir", str(tmp_path / "out")]
-    args[args.index(change[0]) + 1] = change[1]
-    with pytest.raises(SystemExit, match=message):
-        simulate.main(args)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(SystemExit, match=message):  # argparse: the last occurrence of a flag wins
+        simulate.main([*TINY, "--output_dir", str(tmp_path / "out"), *change])
+    assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_directory(tmp_path):
