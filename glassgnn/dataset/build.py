@@ -1,0 +1,229 @@
+"""Graphs from input files: graph parameters, one graph per frame, one type map per dataset."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import dgl
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from glassgnn import schema
+from glassgnn.graph import build_graph
+from glassgnn.neighbors import perpendicular_widths, wrap
+from glassgnn.readers import FORMATS, ReaderError, Snapshot, read_snapshots
+from glassgnn.readers.base import label_sort_key
+
+log = logging.getLogger(__name__)
+
+#: Graph parameters and their defaults; ``manifest["graph"]`` stores all of them.
+DEFAULT_PARAMS = {
+    "format": "auto",
+    "cutoff": None,  # Å or LJ sigma; required unless knn is given
+    "knn": None,
+    "pair_cutoffs": None,  # {"1-2": 3.4}: cutoff per pair of original type labels
+    "self_loops": False,
+    "target": None,  # field name; None: the reader's default (may be no target)
+    "time_index": None,  # bapst: one propensity time index; None: all
+    "mask_types": None,  # type labels in loss and metrics, or "all"; None: the reader's default
+}
+
+
+def check_params(params: dict) -> dict:
+    """Complete ``params`` with defaults and validate them; raise ValueError naming the key."""
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown graph parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}")
+    params = {**DEFAULT_PARAMS, **params}
+    if params["format"] not in ("auto", *FORMATS):
+        raise ValueError(f"unknown format {params['format']!r}; known: auto, {', '.join(FORMATS)}")
+    cutoff, knn = params["cutoff"], params["knn"]
+    if cutoff is not None and not (np.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"cutoff must be a positive number, got {cutoff}")
+    if knn is not None and knn < 1:
+        raise ValueError(f"knn must be at least 1, got {knn}")
+    if cutoff is None and knn is None and not params["pair_cutoffs"]:
+        raise ValueError("give a cutoff (--cutoff), per-pair cutoffs or k nearest neighbours (--knn)")
+    for pair, value in (params["pair_cutoffs"] or {}).items():
+        if len(pair.split("-")) != 2 or not (np.isfinite(value) and value > 0):
+            raise ValueError(f"pair cutoff {pair}={value}: expected 'LABEL-LABEL' and a positive number")
+    if params["pair_cutoffs"] and knn is not None:
+        raise ValueError("per-pair cutoffs and knn cannot be combined")
+    return params
+
+
+def _pair_matrix(snapshot: Snapshot, params: dict) -> np.ndarray | None:
+    """[T, T] cutoffs over the snapshot's type indices from ``{"a-b": r}`` label pairs."""
+    if not params["pair_cutoffs"]:
+        return None
+    index = snapshot.type_map
+    default = params["cutoff"] if params["cutoff"] is not None else 0.0
+    matrix = np.full((len(index), len(index)), default, dtype=np.float64)
+    for pair, value in params["pair_cutoffs"].items():
+        a, b = pair.split("-")
+        if a in index and b in index:
+            matrix[index[a], index[b]] = matrix[index[b], index[a]] = value
+    if (matrix <= 0).any():
+        raise ReaderError(snapshot.source, "a type pair has no cutoff: give --cutoff as the default")
+    return matrix
+
+
+def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> tuple[dgl.DGLGraph, dict]:
+    """Graph of one snapshot (types still in the snapshot's own mapping) and its record."""
+    target = params["target"] or snapshot.default_target
+    if params["target"] and params["target"] not in snapshot.fields and require_target:
+        raise ReaderError(
+            snapshot.source, f"no field {target!r} to use as target (has: {sorted(snapshot.fields)})"
+        )
+    has_target = target is not None and target in snapshot.fields
+    n_atoms = snapshot.num_atoms
+    mask_labels = params["mask_types"] if params["mask_types"] is not None else snapshot.default_mask_labels
+    mask_labels = "all" if mask_labels in (None, "all") else [str(label) for label in mask_labels]
+    mask = None
+    if mask_labels != "all":
+        mask = np.isin(np.asarray(snapshot.type_labels)[snapshot.types], mask_labels)
+    graph = build_graph(
+        snapshot.positions,
+        snapshot.types,
+        snapshot.cell,
+        params["cutoff"],
+        targets=snapshot.fields[target] if has_target else np.zeros((n_atoms, 0)),
+        mask=mask,
+        self_loops=params["self_loops"],
+        knn=params["knn"],
+        pair_cutoffs=_pair_matrix(snapshot, params),
+        extra_fields={k: v for k, v in snapshot.fields.items() if k != target},
+    )
+    reach = max([params["cutoff"] or 0.0, *(params["pair_cutoffs"] or {}).values()])
+    if reach >= perpendicular_widths(snapshot.cell).min() / 2:
+        log.warning(
+            "%s frame %d: cutoff %g reaches beyond half the cell (widths %s): every periodic image "
+            "within it is an edge, so a pair can be connected several times",
+            snapshot.source,
+            snapshot.frame,
+            reach,
+            np.round(perpendicular_widths(snapshot.cell), 4).tolist(),
+        )
+    degree = graph.in_degrees() - int(params["self_loops"])
+    isolated = int((degree == 0).sum())
+    if isolated:
+        log.warning("%s frame %d: %d atoms have no neighbour", snapshot.source, snapshot.frame, isolated)
+    wrapped = wrap(snapshot.positions, snapshot.cell)[1]
+    if wrapped:
+        log.info(
+            "%s frame %d: %d atoms outside the cell wrapped in", snapshot.source, snapshot.frame, wrapped
+        )
+    record = {
+        "source": snapshot.source,
+        "frame": snapshot.frame,
+        "num_nodes": n_atoms,
+        "num_edges": graph.num_edges(),
+        "isolated": isolated,
+        "wrapped": wrapped,
+        "type_labels": snapshot.type_labels,
+        "target_names": snapshot.target_columns(target) if has_target else [],
+        "mask_types": mask_labels,
+        "target": target if has_target else None,
+        "extra_fields": {
+            k: (int(v.shape[1]) if v.ndim == 2 else 1) for k, v in snapshot.fields.items() if k != target
+        },
+        "cell": snapshot.cell,
+        "units": snapshot.units,
+    }
+    return graph, record
+
+
+def _process_file(path: str, params: dict, require_target: bool = True) -> list[tuple[dgl.DGLGraph, dict]]:
+    snapshots = read_snapshots(path, params["format"], time_index=params["time_index"])
+    return [_snapshot_graph(snapshot, params, require_target) for snapshot in snapshots]
+
+
+def build_records(
+    paths: list[str],
+    params: dict,
+    num_workers: int = 1,
+    progress: bool = False,
+    require_target: bool = True,
+    desc: str = "graphs",
+) -> list[tuple[dgl.DGLGraph, dict]]:
+    """Graph and record (source, frame, counts, type labels, ...) of every frame, in input order.
+
+    The graphs' types are still in each file's own mapping: see :func:`apply_type_map`.
+    Files are read in ``num_workers`` processes, with a tqdm bar named ``desc``.
+    """
+    bar = tqdm(total=len(paths), desc=desc, unit="file", disable=not progress or not paths)
+    results = []
+    if num_workers <= 1 or len(paths) <= 1:
+        for path in paths:
+            results.extend(_process_file(path, params, require_target))
+            bar.update()
+    else:
+        # fork: workers inherit the imported modules (spawn would re-import torch and DGL).
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+            for items in pool.map(_process_file, paths, [params] * len(paths), [require_target] * len(paths)):
+                results.extend(items)
+                bar.update()
+    bar.close()
+    return results
+
+
+def union_type_map(records: list[dict]) -> dict[str, int]:
+    """A type map over every label seen, sorted numerically then by text (``"1"``, ``"2"``)."""
+    labels = sorted({label for record in records for label in record["type_labels"]}, key=label_sort_key)
+    return {label: index for index, label in enumerate(labels)}
+
+
+def apply_type_map(graph: dgl.DGLGraph, record: dict, type_map: dict[str, int]) -> None:
+    """Re-index ``ndata["type"]`` from the file's own labels to the dataset's ``type_map``."""
+    unknown = [label for label in record["type_labels"] if label not in type_map]
+    if unknown:
+        raise ReaderError(
+            record["source"], f"type(s) {unknown} not in the dataset's type map {sorted(type_map)}"
+        )
+    lookup = torch.tensor([type_map[label] for label in record["type_labels"]], dtype=torch.int64)
+    graph.ndata[schema.TYPE] = lookup[graph.ndata[schema.TYPE]]
+
+
+def build_graphs(
+    paths: list[str],
+    graph_params: dict,
+    type_map: dict[str, int] | None = None,
+    num_workers: int = 1,
+    progress: bool = False,
+    require_target: bool = False,
+) -> list[dgl.DGLGraph]:
+    """Graphs of every frame of every file, built with a dataset's parameters.
+
+    Args:
+        paths: input files.
+        graph_params: ``manifest["graph"]`` (see :data:`DEFAULT_PARAMS`).
+        type_map: ``manifest["type_map"]``; None derives one from the files.
+        num_workers: processes reading files in parallel.
+        progress: show a tqdm bar over files.
+        require_target: fail when a file lacks the target field; otherwise such a
+            graph gets ``ndata["y"]`` of shape [n_atoms, 0] (prediction on new data).
+    """
+    params = check_params(graph_params)
+    results = build_records([str(p) for p in paths], params, num_workers, progress, require_target)
+    records = [record for _, record in results]
+    type_map = type_map or union_type_map(records)
+    for graph, record in results:
+        apply_type_map(graph, record, type_map)
+    return [graph for graph, _ in results]
+
+
+def expand_globs(patterns: list[str], flag: str) -> list[str]:
+    """Files matching any of ``patterns`` (sorted, duplicates removed); error when one matches none."""
+    paths = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matched:
+            raise FileNotFoundError(f"{pattern}: no input matched {flag}")
+        paths.extend(m for m in matched if m not in paths)
+    return paths

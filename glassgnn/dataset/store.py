@@ -1,0 +1,215 @@
+"""Dataset directories on disk: write ``{train,val,test}.bin`` and ``manifest.json``, load them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dgl
+import numpy as np
+import torch
+
+from glassgnn import schema
+from glassgnn.dataset.build import apply_type_map, build_records, check_params, union_type_map
+from glassgnn.fileio import atomic_directory, sha256, write_json
+from glassgnn.readers import ReaderError
+
+
+def load_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of a dataset directory."""
+    path = Path(directory) / schema.MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: not a dataset directory (no {schema.MANIFEST}); run construct_graph.py"
+        )
+    return json.loads(path.read_text())
+
+
+def load_split(directory: str | os.PathLike, split: str) -> list[dgl.DGLGraph]:
+    """Graphs of one split (``train``, ``val`` or ``test``); [] for an empty split."""
+    return _load(directory, split)[0]
+
+
+def load_split_labels(directory: str | os.PathLike, split: str) -> dict[str, torch.Tensor]:
+    """Per-graph labels of a split: ``schema.CELL`` [G, 3, 3], ``CUTOFF`` [G], ``FRAME`` [G]."""
+    return _load(directory, split)[1]
+
+
+def _load(directory, split):
+    path = Path(directory) / schema.split_file(split)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing split file; run construct_graph.py")
+    if path.stat().st_size == 0:
+        return [], {
+            schema.CELL: torch.zeros(0, 3, 3),
+            schema.CUTOFF: torch.zeros(0),
+            schema.FRAME: torch.zeros(0, dtype=torch.int64),
+        }
+    graphs, labels = dgl.load_graphs(str(path))
+    for graph in graphs:  # dgl.save_graphs stores bool as uint8
+        graph.ndata[schema.MASK] = graph.ndata[schema.MASK].bool()
+    return graphs, labels
+
+
+def _column_stats(values: np.ndarray, names: list[str]) -> dict:
+    """count, mean, std, min, max of each column of [n, k] ``values``."""
+    if len(values) == 0:
+        return {}
+    return {
+        name: {
+            "count": int(len(values)),
+            "mean": float(values[:, c].mean()),
+            "std": float(values[:, c].std()),
+            "min": float(values[:, c].min()),
+            "max": float(values[:, c].max()),
+        }
+        for c, name in enumerate(names)
+    }
+
+
+def _masked_targets(graphs: list[dgl.DGLGraph], width: int) -> np.ndarray:
+    """Targets of the masked particles of ``graphs``, [n_masked, k] float64."""
+    if not graphs:
+        return np.zeros((0, width))
+    return torch.cat([g.ndata[schema.TARGET][g.ndata[schema.MASK]] for g in graphs]).double().numpy()
+
+
+def _check_consistent(records: list[dict], key: str) -> None:
+    first = records[0]
+    for record in records[1:]:
+        if record[key] != first[key]:
+            raise ReaderError(
+                record["source"], f"{key} {record[key]} differ from {first[key]} of {first['source']}"
+            )
+
+
+def _check_labels(params: dict, type_map: dict[str, int]) -> None:
+    """Type labels named in --mask_types and --pair_cutoff must exist in the data."""
+    named = set(params["mask_types"]) if isinstance(params["mask_types"], list) else set()
+    for pair in params["pair_cutoffs"] or {}:
+        named.update(pair.split("-"))
+    unknown = sorted(named - set(type_map))
+    if unknown:
+        raise ValueError(f"type label(s) {unknown} not found in the inputs, whose types are {list(type_map)}")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+    from platform import python_version
+
+    versions = {"python": python_version()}
+    for package in ("numpy", "scipy", "torch", "dgl", "vesin", "ase", "pandas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _split_fraction(graphs_records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Move a random ``fraction`` of the train graphs (whole frames) to validation."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(graphs_records))
+    n_val = max(1, round(fraction * len(graphs_records)))
+    if n_val >= len(graphs_records):
+        raise ValueError(f"val_fraction {fraction} leaves no training graph out of {len(graphs_records)}")
+    val = set(order[:n_val].tolist())
+    train = [item for i, item in enumerate(graphs_records) if i not in val]
+    return train, [item for i, item in enumerate(graphs_records) if i in val]
+
+
+def construct_dataset(
+    splits: dict[str, list[str]],
+    params: dict,
+    output_dir: str | os.PathLike,
+    val_fraction: float | None = None,
+    seed: int = 0,
+    num_workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Build and write a dataset directory; return its manifest.
+
+    Args:
+        splits: split name -> input files (``train`` required; ``val``/``test`` may be empty).
+        params: graph parameters (:data:`DEFAULT_PARAMS`).
+        output_dir: directory to write; refused if it exists unless ``overwrite``.
+        val_fraction: with no ``val`` files, move this fraction of train graphs to val.
+        seed: seed of that random split.
+        num_workers: processes reading files in parallel.
+        overwrite: replace an existing ``output_dir`` (only once the new one is complete).
+        progress: tqdm bar over files.
+
+    Normalisation mean/std come from the train split only, over masked particles.
+    """
+    params = check_params(params)
+    if not splits.get("train"):
+        raise ValueError("the train split has no input file")
+    if val_fraction and splits.get("val"):
+        raise ValueError("give either --val files or --val_fraction, not both")
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        built = {
+            split: build_records(splits.get(split, []), params, num_workers, progress, desc=split)
+            for split in schema.SPLITS
+        }
+        if val_fraction:
+            built["train"], built["val"] = _split_fraction(built["train"], val_fraction, seed)
+        everything = [record for items in built.values() for _, record in items]
+        for key in ("target", "target_names", "extra_fields", "mask_types"):
+            _check_consistent(everything, key)
+        type_map = union_type_map(everything)
+        _check_labels(params, type_map)
+        first = everything[0]
+        target_names = first["target_names"]
+        train_targets = _masked_targets([g for g, _ in built["train"]], len(target_names))
+        if target_names and len(train_targets) == 0:
+            raise ValueError("no masked particle in the train split: check --mask_types")
+        std = train_targets.std(axis=0) if len(target_names) else np.zeros(0)
+        manifest = {
+            "type_map": type_map,
+            "num_types": len(type_map),
+            "target_names": target_names,
+            "normalisation": {
+                "mean": train_targets.mean(axis=0).tolist() if len(target_names) else [],
+                # A constant target would divide by zero: its scale is left at 1.
+                "std": np.where(std > 0, std, 1.0).tolist(),
+            },
+            "extra_fields": first["extra_fields"],
+            "units": first["units"],
+            "graph": {**params, "target": first["target"], "mask_types": first["mask_types"]},
+            "splits": {},
+            "inputs": [],
+            "versions": _versions(),
+        }
+        for split in schema.SPLITS:
+            graphs = [graph for graph, _ in built[split]]
+            records = [record for _, record in built[split]]
+            for graph, record in built[split]:
+                apply_type_map(graph, record, type_map)
+            _save_split(tmp / schema.split_file(split), graphs, records, params)
+            keep = ("source", "frame", "num_nodes", "num_edges", "isolated", "wrapped")
+            manifest["splits"][split] = {
+                "graphs": [{key: record[key] for key in keep} for record in records],
+                "target_stats": _column_stats(_masked_targets(graphs, len(target_names)), target_names),
+            }
+        sources = dict.fromkeys(record["source"] for record in everything)
+        manifest["inputs"] = [{"path": os.path.abspath(path), "sha256": sha256(path)} for path in sources]
+        write_json(tmp / schema.MANIFEST, manifest)
+    return manifest
+
+
+def _save_split(path: Path, graphs: list[dgl.DGLGraph], records: list[dict], params: dict) -> None:
+    if not graphs:
+        path.write_bytes(b"")  # DGL cannot save an empty list; load_split reads this as []
+        return
+    cutoff = 0.0 if params["knn"] else params["cutoff"] or 0.0  # schema: 0 marks k-NN graphs
+    if params["pair_cutoffs"]:
+        cutoff = max([cutoff, *params["pair_cutoffs"].values()])
+    labels = {
+        schema.CELL: torch.tensor(np.stack([record["cell"] for record in records]), dtype=torch.float32),
+        schema.CUTOFF: torch.full((len(graphs),), float(cutoff), dtype=torch.float32),
+        schema.FRAME: torch.tensor([record["frame"] for record in records], dtype=torch.int64),
+    }
+    dgl.save_graphs(str(path), graphs, labels)
