@@ -8,10 +8,12 @@ Harrowell & Fynewever, PRL 93, 135701 (2004) for the isoconfigurational ensemble
 2. Equilibration at T (Nose-Hoover NVT) in windows. Each window measures the
    self-intermediate scattering function of the A particles from its own start,
    ``F_s(k, t) = <sin(k dr) / (k dr)>`` (isotropic average, ``k`` at the first
-   peak of S(k)), until it falls below 0.1, and yields that window's
-   alpha-relaxation time ``tau_alpha`` (``F_s = 1/e``). Equilibration stops when
-   it has lasted ``equil_taus`` relaxation times and two consecutive windows
-   agree on ``tau_alpha`` (no ageing left).
+   peak of S(k)), until it falls below half the lowest stored level, and yields that window's
+   alpha-relaxation time ``tau_alpha`` (``F_s = 1/e``). The first half of the
+   windows counts as ageing; equilibration stops when it has lasted
+   ``equil_taus`` relaxation times and the mean F_s of the first and second
+   halves of the remaining windows give the same ``tau_alpha`` within
+   ``tau_tolerance`` (no ageing left). Their mean F_s fixes the stored times.
 3. ``n_configs`` configurations taken from the same NVT run, ``spacing_taus``
    relaxation times apart.
 4. Per configuration, ``n_iso`` NVE trajectories from the same positions with
@@ -163,6 +165,12 @@ def _isf_window(system: KASystem, steps: np.ndarray, mask_a: np.ndarray, k: floa
     return np.array(fs), float(np.mean(pe)), float(np.mean(press)), done
 
 
+def _mean_crossing(grid: np.ndarray, dt: float, curves: list[np.ndarray]) -> float:
+    """tau_alpha (F_s = 1/e) of the mean of F_s curves on ``grid`` (common length); NaN if unreached."""
+    n = min(len(c) for c in curves)
+    return crossing_time(grid[:n] * dt, np.mean([c[:n] for c in curves], axis=0), math.exp(-1.0))
+
+
 def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict:
     """Steps 1-3 of the protocol: melt, quench, equilibrate, sample configurations.
 
@@ -193,11 +201,11 @@ def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> di
             ["unfix quench", f"fix equil all nvt temp {cfg.temperature!r} {cfg.temperature!r} {damp!r}"]
         )
 
+        # Windows run past the lowest stored level so that their mean reaches it too.
+        stop_below = 0.5 * min(*cfg.is_values, math.exp(-1.0))
         windows, curves, elapsed, converged = [], [], 0, False
         while len(windows) < cfg.max_windows:
-            fs, pe, press, done = _isf_window(
-                system, grid, mask_a, cfg.k, stop_below=min(*cfg.is_values, math.exp(-1.0))
-            )
+            fs, pe, press, done = _isf_window(system, grid, mask_a, cfg.k, stop_below)
             elapsed += done
             tau = crossing_time(grid[: len(fs)] * cfg.dt, fs, math.exp(-1.0))
             if math.isnan(tau):
@@ -208,15 +216,24 @@ def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> di
             windows.append({"tau_alpha": tau, "duration": done * cfg.dt, "pe": pe, "pressure": press})
             curves.append(fs)
             log(f"equilibration window {len(windows)}: tau_alpha={tau:.3g} pe={pe:.4f} press={press:.3f}")
-            if len(windows) >= cfg.min_windows:
-                previous = windows[-2]["tau_alpha"]
-                agree = abs(tau - previous) <= cfg.tau_tolerance * previous
-                if agree and elapsed * cfg.dt >= cfg.equil_taus * tau:
-                    converged = True
-                    break
-        n = min(len(curves[-1]), len(curves[-2]))
-        fs_eq = 0.5 * (curves[-1][:n] + curves[-2][:n])
-        tau_alpha = crossing_time(grid[:n] * cfg.dt, fs_eq, math.exp(-1.0))
+            # The first half of the windows may still age: judge on the second half,
+            # whose two halves must agree on tau_alpha (single windows scatter by ~30 %).
+            kept = curves[len(curves) // 2 :]
+            if len(windows) < cfg.min_windows or len(kept) < 2:
+                continue
+            tau_alpha = _mean_crossing(grid, cfg.dt, kept)
+            tau_early = _mean_crossing(grid, cfg.dt, kept[: len(kept) // 2])
+            tau_late = _mean_crossing(grid, cfg.dt, kept[len(kept) // 2 :])
+            agree = abs(tau_early - tau_late) <= cfg.tau_tolerance * tau_alpha
+            if agree and elapsed * cfg.dt >= cfg.equil_taus * tau_alpha:
+                converged = True
+                break
+        kept = curves[len(curves) // 2 :]
+        n = min(len(c) for c in kept)
+        fs_eq = np.mean([c[:n] for c in kept], axis=0)
+        tau_alpha = _mean_crossing(grid, cfg.dt, kept)
+        if math.isnan(tau_alpha):
+            raise SimulationError("the mean F_s of the equilibration windows never reached 1/e")
 
         positions, pe_samples, press_samples = [], [], []
         spacing = steps_of(cfg.spacing_taus * tau_alpha)
@@ -234,7 +251,8 @@ def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> di
         "config_spacing_time": spacing * cfg.dt,
         "config_pe": pe_samples,
         "config_pressure": press_samples,
-        "pe_drift_last_windows": windows[-1]["pe"] - windows[-2]["pe"],
+        "windows_kept_for_fs": len(kept),
+        "pe_drift_kept_windows": windows[-1]["pe"] - windows[len(windows) // 2]["pe"],
     }
     if not converged:
         log(f"WARNING: equilibration did not converge in {cfg.max_windows} windows; see manifest")
