@@ -312,3 +312,22 @@ def test_bad_input_one_line_error_and_nothing_written(tmp_path, case):
     if case not in ("cutoff zero", "cutoff negative", "unknown mask type"):
         assert name in message  # names the file
     assert not out.exists() and not list(tmp_path.glob(".out.*"))  # nothing half-written
+
+
+def test_bad_input_in_a_worker_process_gives_the_same_one_line_error(tmp_path):
+    write_symgnn(tmp_path / "good.pickle")
+    (tmp_path / "bad.pickle").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        run(
+            "--train",
+            tmp_path / "good.pickle",
+            tmp_path / "bad.pickle",
+            "--cutoff",
+            "3",
+            "--num_workers",
+            "2",
+            "--output_dir",
+            tmp_path / "out",
+        )
+    assert str(exit_info.value.code).endswith("bad.pickle: empty file")
+    assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ the cell vectors are a = (lx, 0, 0), b = (xy, ly, 0), c = (xz, yz, lz).
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _frame(path: Path, frame: int, columns: list[str], block: list[str], cell, o
     if len(set(columns)) != len(columns):
         raise ReaderError(path, f"frame {frame}: repeated column names {columns}")
     try:
-        table = pd.read_csv(io.StringIO("\n".join(block)), sep=r"\s+", header=None, names=columns)
+        table = pd.read_csv(io.StringIO("".join(block)), sep=r"\s+", header=None, names=columns)
     except (ValueError, pd.errors.ParserError) as exc:
         raise ReaderError(path, f"frame {frame}: unreadable ATOMS block ({exc})") from None
     if table.isna().to_numpy().any() and len(table) == len(block):
@@ -91,51 +92,54 @@ def _frame(path: Path, frame: int, columns: list[str], block: list[str], cell, o
     )
 
 
-def read_lammps(path: str | Path) -> list[Snapshot]:
-    """Read every frame of a LAMMPS text dump."""
-    path = Path(path)
-    lines = path.read_text().splitlines()
-    if not any(line.strip() for line in lines):
-        raise ReaderError(path, "empty file")
-    snapshots = []
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        frame = len(snapshots)
-        meta, n_atoms, cell, origin, columns = {}, None, None, None, None
-        while i < len(lines) and columns is None:
-            line = lines[i]
-            if not line.startswith("ITEM:"):
-                raise ReaderError(path, f"line {i + 1}: expected an 'ITEM:' header, got {line[:60]!r}")
-            if line.startswith("ITEM: TIMESTEP"):
-                try:
-                    meta["timestep"] = int(lines[i + 1].split()[0])
-                except (IndexError, ValueError):
-                    raise ReaderError(path, f"line {i + 2}: unreadable TIMESTEP") from None
-                i += 2
-            elif line.startswith("ITEM: NUMBER OF ATOMS"):
-                try:
-                    n_atoms = int(lines[i + 1])
-                except (IndexError, ValueError):
-                    raise ReaderError(path, f"line {i + 2}: unreadable number of atoms") from None
-                i += 2
-            elif line.startswith("ITEM: BOX BOUNDS"):
-                cell, origin = _box(path, line, lines[i + 1 : i + 4])
-                i += 4
-            elif line.startswith("ITEM: ATOMS"):
-                columns = line.split()[2:]
-                i += 1
-            else:
-                i += 2  # another ITEM with one value line (e.g. ITEM: TIME)
-        if n_atoms is None or cell is None or columns is None:
+def _header(path: Path, handle, frame: int):
+    """Read one frame's header lines; return (meta, n_atoms, cell, origin, columns) or None at EOF."""
+    meta, n_atoms, cell, origin, columns = {}, None, None, None, None
+    while columns is None:
+        line = handle.readline()
+        if not line:
+            if n_atoms is None and cell is None and not meta:
+                return None  # clean end of file
             raise ReaderError(
                 path, f"frame {frame}: truncated header (need NUMBER OF ATOMS, BOX BOUNDS, ATOMS)"
             )
-        block = lines[i : i + n_atoms]
-        if len(block) < n_atoms or any(line.startswith("ITEM:") for line in block):
-            raise ReaderError(path, f"frame {frame}: truncated: expected {n_atoms} atom lines")
-        snapshots.append(_frame(path, frame, columns, block, cell, origin, meta))
-        i += n_atoms
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if not line.startswith("ITEM:"):
+            raise ReaderError(path, f"frame {frame}: expected an 'ITEM:' header, got {line[:60]!r}")
+        if line.startswith("ITEM: ATOMS"):
+            columns = line.split()[2:]
+            continue
+        if line.startswith("ITEM: BOX BOUNDS"):
+            cell, origin = _box(path, line, [handle.readline().strip() for _ in range(3)])
+            continue
+        value = handle.readline().strip()  # every other ITEM has one value line
+        try:
+            if line.startswith("ITEM: TIMESTEP"):
+                meta["timestep"] = int(value.split()[0])
+            elif line.startswith("ITEM: NUMBER OF ATOMS"):
+                n_atoms = int(value)
+        except (IndexError, ValueError):
+            raise ReaderError(path, f"frame {frame}: unreadable value {value!r} after {line!r}") from None
+    if n_atoms is None or cell is None:
+        raise ReaderError(path, f"frame {frame}: truncated header (need NUMBER OF ATOMS, BOX BOUNDS, ATOMS)")
+    return meta, n_atoms, cell, origin, columns
+
+
+def read_lammps(path: str | Path) -> list[Snapshot]:
+    """Read every frame of a LAMMPS text dump, one frame in memory as text at a time."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ReaderError(path, "empty file")
+    snapshots = []
+    with open(path) as handle:
+        while (header := _header(path, handle, len(snapshots))) is not None:
+            meta, n_atoms, cell, origin, columns = header
+            block = list(itertools.islice(handle, n_atoms))
+            if len(block) < n_atoms or any(line.startswith("ITEM:") for line in block):
+                raise ReaderError(path, f"frame {len(snapshots)}: truncated: expected {n_atoms} atom lines")
+            snapshots.append(_frame(path, len(snapshots), columns, block, cell, origin, meta))
+    if not snapshots:
+        raise ReaderError(path, "empty file")
     return snapshots
