@@ -14,6 +14,9 @@ Claims tested here:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import shutil
 
 import numpy as np
@@ -22,8 +25,10 @@ import torch
 from conftest import DEEPMIND_DIR, REPO
 
 import construct_graph
+import predict
 import train
 from glassgnn import schema
+from glassgnn.config import load_resolved
 from glassgnn.convert_deepmind import (
     CheckpointError,
     convert,
@@ -62,9 +67,15 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def pretrained() -> dict:
-    """The bundled converted run applied to the bundled test_large (see evaluate_pretrained)."""
-    return evaluate_pretrained(RUN, TEST_LARGE)
+def predicted(tmp_path_factory) -> tuple[np.ndarray, dict, str]:
+    """``predict.py --run_dir <converted t044> --input test_large.pickle --time_index 0``:
+    the predictions [4096], the metrics it returns and what it printed."""
+    output = tmp_path_factory.mktemp("predict") / "test_large.npz"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        metrics = predict.main(
+            ["--run_dir", str(RUN), "--input", str(TEST_LARGE), "--time_index", "0", "--output", str(output)]
+        )
+    return np.load(output)["pred"][:, 0], metrics, printed.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +93,27 @@ def test_graph_of_test_large_has_deepmind_edge_count(large_graph):
     assert graph.num_edges() == 171_066  # with the 4096 self-pairs, as in the released graph
 
 
-def test_pretrained_reproduces_deepmind_predictions(pretrained):
-    pred, reference = pretrained["predictions"], np.load(REFERENCE)
+def test_predict_reproduces_deepmind_predictions(predicted):
+    pred, metrics, printed = predicted
+    reference = np.load(REFERENCE)
     assert pred.dtype == np.float32 and pred.shape == reference.shape == (4096,)
-    assert np.abs(pred - reference).max() <= 1e-4
-    assert pretrained["time_index"] == 0
-    assert round(pretrained["pearson_type_a"][0], 4) == 0.9346  # DeepMind's graph gives the same
+    assert np.abs(pred - reference).max() <= 1e-4  # float32 on CPU, every particle
+    # Type A (label "0") against the propensity at time index 0; DeepMind's graph gives 0.9346 too.
+    assert round(metrics["propensity_0"]["type=0"]["pearson"], 4) == 0.9346
+    assert re.search(r"propensity_0 type=0 \(n=3277\): pearson 0\.9346", printed)
+
+
+def test_evaluate_pretrained_agrees_with_predict(predicted):
+    """The function behind ``make demo``'s line gives predict.py's numbers, at all 10 time indices."""
+    pred, metrics, _ = predicted
+    result = evaluate_pretrained()  # defaults: the bundled run and configuration
+    np.testing.assert_array_equal(result["predictions"], pred)
+    assert result["time_index"] == 0 and len(result["pearson_type_a"]) == 10
+    # predict.py correlates with float32 targets (the graph's), the reader gives float64.
+    assert result["pearson_type_a"][0] == pytest.approx(
+        metrics["propensity_0"]["type=0"]["pearson"], abs=1e-6
+    )
+    assert max(result["pearson_type_a"][1:]) < 0.5  # a short-time model: later times are not its target
 
 
 def test_other_concatenation_orders_do_not_reproduce_deepmind(large_graph):
@@ -112,7 +138,10 @@ def test_converter_reproduces_the_bundled_run(tmp_path):
     ours, bundled = torch.load(out / "best.pt")["model"], torch.load(RUN / "best.pt")["model"]
     assert ours.keys() == bundled.keys()
     assert all(torch.equal(ours[k], bundled[k]) for k in ours)
-    assert (out / "config.yaml").read_text() == (RUN / "config.yaml").read_text()
+    fresh, bundled = load_resolved(out / "config.yaml"), load_resolved(RUN / "config.yaml")
+    for key in ("model_name", "type_encoding", "model", "learning_rate", "grad_clip", "augment"):
+        assert fresh[key] == bundled[key]
+    assert (out / schema.MANIFEST).read_text() == (RUN / schema.MANIFEST).read_text()
     assert "Apache" in (out / "README.md").read_text()
     run = load_run(out)
     assert run.config["type_encoding"] == "scalar" and run.config["model"]["update_order"] == "sequential"
@@ -316,9 +345,9 @@ def test_deepmind_train_model_memorises_test_small(tmp_path, one_thread):
     assert np.corrcoef(pred, true)[0, 1] > 0.99
 
 
-def test_deepmind_apply_model(pretrained):
+def test_deepmind_apply_model(predicted):
     targets = read_snapshots(TEST_LARGE, "bapst", time_index=0)[0].fields["propensity"][:, 0]
-    assert np.corrcoef(pretrained["predictions"], targets)[0, 1] > 0.5  # every particle, as DeepMind
+    assert np.corrcoef(predicted[0], targets)[0, 1] > 0.5  # every particle, as DeepMind
 
 
 def test_time_index_is_inferred_from_the_published_names():
