@@ -90,10 +90,10 @@ class CGCNNConv(nn.Module):
         with graph.local_scope():
             # z_ij W splits into receiver, sender and edge parts; projecting the nodes
             # before gathering costs O(n_atoms) products instead of O(n_edges).
-            graph.srcdata["a"] = v @ w_src.T
+            graph.srcdata["a"] = F.linear(v, w_src, self.fc_full.bias)
             graph.dstdata["b"] = v @ w_dst.T
             graph.apply_edges(fn.u_add_v("a", "b", "z"))
-            z = self.bn1(graph.edata["z"] + F.linear(u, w_edge, self.fc_full.bias))
+            z = self.bn1(torch.addmm(graph.edata["z"], u, w_edge.T))
             gate, core = z.chunk(2, dim=1)
             message = torch.sigmoid(gate) * F.softplus(core)
             if eweight is not None:

@@ -61,7 +61,8 @@ class Readout(nn.Module):
             raise ValueError("the attention readout needs the feature width dim")
         self.op = op
         self.use_mask = use_mask
-        self.attention = GlobalAttentionPooling(nn.Linear(dim, 1)) if op == "attention" else None
+        # No gate bias: the softmax over each graph's nodes cancels it (its gradient is 0).
+        self.attention = GlobalAttentionPooling(nn.Linear(dim, 1, bias=False)) if op == "attention" else None
 
     def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
         """Pool ``h`` [n_atoms, dim] over each graph of ``graph``; returns [n_graphs, dim]."""
