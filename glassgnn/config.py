@@ -65,6 +65,9 @@ class TrainConfig:
     max_epoch: int = _f(1000, "maximum number of epochs", minimum=1)
     eval_interval: int = _f(1, "evaluate train/val metrics every this many epochs", minimum=1)
     patience: int = _f(100, "stop after this many evaluations without validation improvement", minimum=1)
+    max_time: float = _f(
+        0.0, "stop after this many seconds of training, at an evaluation (0: no limit)", minimum=0.0
+    )
     learning_rate: float = _f(1e-3, "Adam learning rate", minimum=0.0)
     weight_decay: float = _f(0.0, "Adam weight decay (L2)", minimum=0.0)
     amsgrad: bool = _f(False, "use the AMSGrad variant of Adam")

@@ -124,6 +124,17 @@ def _better(value: float, best: float | None, maximise: bool) -> bool:
     return value > best if maximise else value < best
 
 
+def _stop_reason(loop: dict, cfg: dict, epoch: int, elapsed: float) -> str | bool:
+    """Why training stops after this evaluation (a truthy message), or False."""
+    if loop["bad_evals"] >= cfg["patience"]:
+        return f"early stop, {loop['bad_evals']} evaluations without validation improvement"
+    if epoch == cfg["max_epoch"]:
+        return "max_epoch reached"
+    if 0 < cfg["max_time"] <= elapsed:
+        return f"max_time {cfg['max_time']:g} s reached"
+    return False
+
+
 def make_optimizer(model, cfg: dict) -> tuple[torch.optim.Optimizer, object | None]:
     """Adam (AMSGrad optional) and the configured learning-rate schedule (or None)."""
     opt = torch.optim.Adam(
@@ -269,7 +280,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
                 loop.update(best_epoch=epoch, best_value=value, bad_evals=0)
             else:
                 loop["bad_evals"] += 1
-            loop["stopped"] = loop["bad_evals"] >= cfg["patience"] or epoch == cfg["max_epoch"]
+            loop["stopped"] = _stop_reason(loop, cfg, epoch, time.perf_counter() - start)
             loop["elapsed"] = time.perf_counter() - start
             state = _state(module, opt, sched, loop, task, cfg, info)
             if info.is_main:
@@ -292,10 +303,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if loop["stopped"]:
-            if loop["bad_evals"] >= cfg["patience"]:
-                LOG.info(
-                    "early stop at epoch %d: %d evaluations without improvement", epoch, loop["bad_evals"]
-                )
+            LOG.info("stopped at epoch %d: %s", epoch, loop["stopped"])
             break
     bar.close()
     distributed.barrier(info)
@@ -322,6 +330,7 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
         "best_epoch": loop["best_epoch"],
         "last_epoch": loop["epoch"],
         "stopped_early": loop["bad_evals"] >= cfg["patience"],
+        "stop_reason": loop["stopped"],
         "metrics": final,
         "wall_time_s": elapsed,
         "num_parameters": n_params,
