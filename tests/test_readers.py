@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
 from glassgnn.neighbors import wrap
-from glassgnn.readers import ReaderError, detect_format, read_snapshots
+from glassgnn.readers import ReaderError, detect_format, propensity, read_snapshots
 from tests.conftest import DEEPMIND_DIR
 from tests.reader_fixtures import (
     TRICLINIC,
@@ -72,9 +74,6 @@ def test_bapst_real_files():
     assert large.num_atoms == 4096 and large.fields["propensity"].shape == (4096, 10)
     assert np.bincount(large.types).tolist() == [3277, 819]
     # test_large's `targets` row 0 equals the propensity of its stored trajectories
-    import pickle
-
-    from glassgnn.readers import propensity
 
     with open(DEEPMIND_DIR / "test_large.pickle", "rb") as handle:
         raw = pickle.load(handle)
@@ -134,3 +133,30 @@ def test_npz(tmp_path):
     np.testing.assert_allclose(snap.cell, TRICLINIC)
     assert snap.default_target == "targets"
     np.testing.assert_allclose(snap.fields["targets"], values)
+
+
+def test_format_specific_errors(tmp_path):
+    import ase
+    import ase.io
+
+    ase.io.write(tmp_path / "open.xyz", ase.Atoms("Cu2", positions=[[0, 0, 0], [1, 1, 1]]), format="extxyz")
+    with pytest.raises(ReaderError, match=r"open\.xyz: frame 0: not periodic"):
+        read_snapshots(tmp_path / "open.xyz")
+    np.savez(tmp_path / "flat.npz", positions=np.zeros((4, 2)), types=np.ones(4), box=np.ones(3))
+    with pytest.raises(ReaderError, match=r"flat\.npz: positions must have shape \(N, 3\)"):
+        read_snapshots(tmp_path / "flat.npz")
+    data = write_bapst(tmp_path / "bapst.pickle")
+    del data["trajectory_target_positions"]
+    (tmp_path / "bapst.pickle").write_bytes(pickle.dumps(data))
+    with pytest.raises(ReaderError, match="neither 'targets' nor 'trajectory_target_positions'"):
+        read_snapshots(tmp_path / "bapst.pickle", "bapst")
+    write_symgnn(tmp_path / "cuzr.pickle")
+    with pytest.raises(ReaderError, match="time_index applies to bapst files only"):
+        read_snapshots(tmp_path / "cuzr.pickle", time_index=0)
+    write_lammps(tmp_path / "bad.dump", [configuration(0)])
+    text = (
+        (tmp_path / "bad.dump").read_text().replace("ITEM: ATOMS id type x y z", "ITEM: ATOMS id type a b c")
+    )
+    (tmp_path / "bad.dump").write_text(text)
+    with pytest.raises(ReaderError, match="no coordinate columns"):
+        read_snapshots(tmp_path / "bad.dump")
