@@ -314,9 +314,12 @@ def convert(
         raise CheckpointError(f"time_index must be in 0..9, got {time_index}")
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
         torch.save({"model": state, "source": f"DeepMind checkpoint {prefix.name}"}, tmp / "best.pt")
+        # Only the keys of the run-directory contract and DeepMind's training settings:
+        # load_run fills the other training keys from the current defaults, so the
+        # bundled run stays readable when training keys are added or renamed.
         config = {
-            **defaults(),
             "model_name": "bapst",
+            **{key: defaults()[key] for key in ("dataset_dir", "seed", "node_fields")},
             "type_encoding": "scalar",
             # How DeepMind trained it (train.py of glassy_dynamics): Adam 1e-4, gradient norm
             # clipped at 1, random axis permutations and reflections; kept for fine-tuning.
