@@ -31,8 +31,9 @@ from glassgnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, see
 from glassgnn.config import RUNTIME_KEYS, SELECTION_METRICS, ConfigError, dump, model_hparams
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
+from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.fileio import write_json, write_text
-from glassgnn.metrics import METRICS, grouped_metrics, headline
+from glassgnn.metrics import METRICS
 from glassgnn.task import Task
 from models.models import build_model
 
@@ -73,45 +74,6 @@ def train_epoch(model, optimizer, task: Task, cfg: dict, epoch: int, device, inf
         total += float(loss)
     losses = distributed.gather_objects((total, len(batches)), info)
     return sum(t for t, _ in losses) / max(1, sum(n for _, n in losses))
-
-
-@torch.no_grad()
-def predict_split(
-    module, task: Task, split: str, batch_size: int, device, info: DistInfo
-) -> list[np.ndarray]:
-    """Predictions in original units for every graph of ``split`` ([n_i, k] each), on every rank."""
-    module.eval()
-    graphs = task.graphs[split]
-    mine = list(range(len(graphs)))[info.rank :: info.world_size]
-    out: dict[int, np.ndarray] = {}
-    for start in range(0, len(mine), batch_size):
-        ids = mine[start : start + batch_size]
-        batch = dgl.batch([graphs[i] for i in ids]).to(device)
-        pred = task.denormalise(module(graph=batch, feat=task.features(batch))).cpu().numpy()
-        sizes = batch.batch_num_nodes().cpu().numpy()
-        out.update(zip(ids, np.split(pred, np.cumsum(sizes)[:-1]), strict=True))
-    for part in distributed.gather_objects(out, info):
-        out.update(part)
-    return [out[i] for i in range(len(graphs))]
-
-
-def evaluate(preds: list[np.ndarray], task: Task, split: str) -> dict:
-    """Masked MSE (normalised units) and metrics per target and type (original units)."""
-    graphs = task.graphs[split]
-    pred = np.concatenate(preds)
-    true = np.concatenate([task.targets(g).numpy() for g in graphs])
-    mask = np.concatenate([g.ndata[schema.MASK].numpy() for g in graphs])
-    types = np.concatenate([g.ndata[schema.TYPE].numpy() for g in graphs])
-    std = task.std.numpy()
-    loss = float((((pred - true) / std)[mask] ** 2).mean()) if mask.any() else math.nan
-    metrics = grouped_metrics(pred, true, types, mask, task.target_names, task.type_names)
-    return {"loss": loss, **metrics}
-
-
-def _headline(result: dict, metric: str) -> float:
-    if metric == "loss":
-        return result["loss"]
-    return headline({k: v for k, v in result.items() if k != "loss"}, metric)
 
 
 def _better(value: float, best: float | None, maximise: bool) -> bool:
@@ -234,7 +196,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     loop = {"epoch": 0, "best_epoch": 0, "best_value": None, "bad_evals": 0, "stopped": False}
     loop |= {"history": [], "elapsed": 0.0}
     if resume:
-        state = load_checkpoint(out / outputs.LAST, device)
+        state = load_checkpoint(out / outputs.LAST)  # CPU: RNG states must stay CPU tensors
         module.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
@@ -261,6 +223,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     )
     for epoch in bar:
         epoch_loss = train_epoch(model, opt, task, cfg, epoch, device, info)
+        LOG.debug("epoch %d: mean batch loss %.5g, lr %.3g", epoch, epoch_loss, opt.param_groups[0]["lr"])
         if sched is not None and cfg["scheduler"] != "plateau":
             sched.step()
         loop["epoch"] = epoch
@@ -269,7 +232,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
             for s in ("train", "val"):
                 result = evaluate(predict_split(module, task, s, cfg["batch_size"], device, info), task, s)
                 row[f"{s}_loss"] = result["loss"]
-                row.update({f"{s}_{m}": _headline(result, m) for m in METRICS})
+                row.update({f"{s}_{m}": headline_of(result, m) for m in METRICS})
             value = row[f"val_{metric}"] if metric != "loss" else row["val_loss"]
             row["time_s"] = time.perf_counter() - start
             loop["history"].append(row)
@@ -312,7 +275,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
 
 def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, info, elapsed) -> dict:
     """Evaluate the selected checkpoint once on every split and write the outputs."""
-    module.load_state_dict(load_checkpoint(out / outputs.BEST, device)["model"])
+    module.load_state_dict(load_checkpoint(out / outputs.BEST)["model"])
     final, preds = {}, {}
     for split in schema.SPLITS:
         if task.graphs.get(split):
@@ -341,7 +304,7 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
             "selected epoch %d (val %s %.4f)", loop["best_epoch"], cfg["selection_metric"], loop["best_value"]
         )
         for split, result in final.items():
-            LOG.info("%s: %s", split, ", ".join(f"{m} {_headline(result, m):.4f}" for m in METRICS))
+            LOG.info("%s: %s", split, ", ".join(f"{m} {headline_of(result, m):.4f}" for m in METRICS))
         metric = cfg["selection_metric"] if cfg["selection_metric"] != "loss" else "pearson"
         plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / "learning_curves.png")
         if cfg["save_results"]:
