@@ -123,7 +123,8 @@ def _check_resume(out: Path, resolved: dict) -> None:
     )
     if differ:
         raise ConfigError(
-            f"--resume: {', '.join(differ)} differ from {out / outputs.CONFIG}; resume unchanged"
+            f"--resume: {', '.join(differ)} differs from {out / outputs.CONFIG}; a resumed run keeps its "
+            f"settings (only {', '.join(RUNTIME_KEYS)} may change)"
         )
 
 

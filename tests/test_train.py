@@ -16,6 +16,7 @@ import torch
 import train
 from glassgnn import schema
 from glassgnn.config import resolve
+from glassgnn.experiments import load_dataset
 from glassgnn.fileio import OutputExistsError
 from glassgnn.training import fit
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
@@ -87,8 +88,11 @@ def _weights(path):
     return torch.load(path)["model"]
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(data, tmp_path):
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, capsys):
+    dataset = write_dataset(tmp_path / "ds")
+    data = load_dataset(dataset)
     cfg = _cfg(max_epoch=10, eval_interval=2, batch_size=2, augment="cubic", scheduler="step", lr_step_size=3)
+    cfg["dataset_dir"] = str(dataset)
     full = fit(cfg, *data, tmp_path / "full")
     same = fit(cfg, *data, tmp_path / "same")  # determinism: same seed, same numbers
     assert same["metrics"] == full["metrics"]
@@ -102,7 +106,10 @@ def test_resume_after_interruption_equals_uninterrupted_run(data, tmp_path):
     assert not (tmp_path / "cut" / "results.json").exists()
     with pytest.raises(OutputExistsError, match="--resume continues it"):
         fit(cfg, *data, tmp_path / "cut")
-    resumed = fit(cfg, *data, tmp_path / "cut", resume=True)
+    with pytest.raises(SystemExit):
+        train.main(["--resume", f"--output_dir={tmp_path / 'cut'}", "--learning_rate=0.5"])
+    assert "learning_rate differs from" in capsys.readouterr().err
+    resumed = train.main(["--resume", f"--output_dir={tmp_path / 'cut'}"])  # the command line path
     assert resumed["metrics"] == full["metrics"]
     assert resumed["best_epoch"] == full["best_epoch"]
     assert _history(tmp_path / "cut") == _history(tmp_path / "full")
