@@ -126,6 +126,10 @@ class GraphLevelModel(nn.Module):
 
     def __init__(self, node_model: nn.Module, readout: Readout, head: nn.Module | None = None):
         super().__init__()
+        if getattr(node_model, "output_level", "node") != "node":
+            raise ValueError(
+                f"{type(node_model).__name__} already gives one output per graph; pool a per-particle model"
+            )
         self.node_model = node_model
         self.readout = readout
         self.head = head

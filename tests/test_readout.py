@@ -110,3 +110,5 @@ def test_bad_readout_settings_are_clear_errors():
         KeyError, match="unknown readout key\\(s\\) pool; known: head_dims, hidden_dim, op, use_mask"
     ):
         build_graph_level_model("mlp", {}, {"pool": "mean"})
+    with pytest.raises(ValueError, match="CGCNN already gives one output per graph"):
+        build_graph_level_model("cgcnn", {"pooling": "mean"}, {"op": "mean"})
