@@ -9,6 +9,8 @@ the model, on CUDA ``torch.cuda.max_memory_allocated``.
 
     .venv/bin/python bench/bench_models.py                 # all models, markdown table
     .venv/bin/python bench/bench_models.py --models schnet se3 --repeats 5
+    .venv/bin/python bench/bench_models.py --models schnet \
+        --data ../shared/data/cuzr_symgnn/train{0,1,2,3,4,5}.pickle   # a full-batch step on 6 graphs
 
 The machine is shared: the script prints the load average next to the table.
 """
@@ -34,7 +36,9 @@ GIB = 1024**3
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="model names (default: every registered model)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SymGNN-format CuZr pickle")
+    parser.add_argument(
+        "--data", type=Path, nargs="+", default=[DEFAULT_DATA], help="SymGNN-format CuZr pickles (batched)"
+    )
     parser.add_argument("--cutoff", type=float, default=5.0, help="graph cutoff in Å")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median reported)")
     parser.add_argument("--device", default="cpu")
@@ -55,6 +59,7 @@ def _max_rss_bytes() -> int:
 
 def measure(name: str, args: argparse.Namespace) -> dict:
     """Figures of one model (runs inside a worker process)."""
+    import dgl
     import torch
 
     from glassgnn import schema
@@ -63,15 +68,14 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    with open(args.data, "rb") as handle:
-        data = pickle.load(handle)
-    graph = build_graph(
-        data["positions"],
-        data["types"] - 1,
-        data["box"],
-        args.cutoff,
-        targets=data["trajectory_start_velocities"],
-    ).to(device)
+    graphs = []
+    for path in args.data:
+        with open(path, "rb") as handle:
+            data = pickle.load(handle)
+        positions, types, box = data["positions"], data["types"] - 1, data["box"]
+        targets = data["trajectory_start_velocities"]
+        graphs.append(build_graph(positions, types, box, args.cutoff, targets=targets))
+    graph = dgl.batch(graphs).to(device)
     feat = torch.nn.functional.one_hot(graph.ndata[schema.TYPE], 2).float()
     target = graph.ndata[schema.TARGET]
     torch.manual_seed(0)
@@ -128,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(measure(args.worker, args)))
         return
-    if not args.data.exists():
-        sys.exit(f"bench_models: data file {args.data} not found (pass --data)")
+    missing = [str(path) for path in args.data if not path.exists()]
+    if missing:
+        sys.exit(f"bench_models: data file(s) not found: {', '.join(missing)} (pass --data)")
     from models.models import model_names
 
     names = args.models or model_names()
@@ -145,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         sys.exit("bench_models: no model could be measured")
     print(
-        f"\nOne CuZr configuration: {rows[0]['atoms']} atoms, {rows[0]['edges']} edges at {args.cutoff} Å; "
+        f"\n{len(args.data)} CuZr configuration(s), {rows[0]['atoms']} atoms, {rows[0]['edges']} edges "
+        f"at {args.cutoff} Å; "
         f"device {args.device}, {args.threads} threads, median of {args.repeats}; "
         f"load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)\n"
     )

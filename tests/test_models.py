@@ -256,12 +256,15 @@ def test_mpnn_factorised_messages_equal_nnconv_with_per_edge_matrices():
     fast = small_model("mpnn", 3).double()
     plain = small_model("mpnn", 3, factorised=False).double()
     plain.load_state_dict(fast.state_dict())
-    eweight = torch.rand(graph.num_edges(), dtype=torch.float64)
     outs, grads = [], []
     for model in (fast, plain):
+        eweight = torch.rand(
+            graph.num_edges(), dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+        )
+        eweight.requires_grad_(True)
         out = model(graph, feat.double(), eweight)
         (out**2).sum().backward()
         outs.append(out)
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        grads.append(torch.cat([eweight.grad, *[p.grad.flatten() for p in model.parameters()]]))
     torch.testing.assert_close(outs[0], outs[1], atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-10, rtol=1e-9)
