@@ -49,14 +49,14 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-def _config(model: str, dataset: Path, **extra) -> dict:
+def _config(model: str, dataset: Path, batch_size: int, **extra) -> dict:
     from glassgnn.config import resolve
 
-    given = {"model_name": model, "dataset_dir": str(dataset), "batch_size": 6, **extra}
+    given = {"model_name": model, "dataset_dir": str(dataset), "batch_size": batch_size, **extra}
     return resolve(given, REPO / "train.conf.yaml")
 
 
-def speed_one(model: str, dataset: Path, epochs: int) -> dict:
+def speed_one(model: str, dataset: Path, epochs: int, batch_size: int) -> dict:
     """Seconds per training epoch and peak RSS of ``model`` (run in a fresh process)."""
     import torch
 
@@ -69,7 +69,7 @@ def speed_one(model: str, dataset: Path, epochs: int) -> dict:
 
     graphs, manifest = load_dataset(dataset)
     base = _rss_gb()
-    cfg = _config(model, dataset)
+    cfg = _config(model, dataset, batch_size)
     task = Task(graphs, manifest, cfg)
     net = build_model(model, model_hparams(cfg, task.in_dim, task.out_dim))
     opt, _ = make_optimizer(net, cfg)
@@ -86,18 +86,25 @@ def speed_one(model: str, dataset: Path, epochs: int) -> dict:
         "s_per_epoch": seconds,
         "peak_rss_gb": _rss_gb(),
         "rss_after_data_gb": base,
+        "batch_size": batch_size,
         "threads": torch.get_num_threads(),
     }
 
 
-def budget_one(model: str, dataset: Path, minutes: float, out: Path) -> dict:
+def budget_one(model: str, dataset: Path, minutes: float, batch_size: int, out: Path) -> dict:
     """Val Pearson at the selected epoch after ``minutes`` of training."""
     from glassgnn.experiments import load_dataset
     from glassgnn.training import fit
 
     graphs, manifest = load_dataset(dataset)
     cfg = _config(
-        model, dataset, max_time=60.0 * minutes, max_epoch=10**6, patience=10**6, save_results=False
+        model,
+        dataset,
+        batch_size,
+        max_time=60.0 * minutes,
+        max_epoch=10**6,
+        patience=10**6,
+        save_results=False,
     )
     results = fit(cfg, graphs, manifest, out / model, overwrite=True)
     val = results["metrics"]["val"]
@@ -109,6 +116,7 @@ def budget_one(model: str, dataset: Path, minutes: float, out: Path) -> dict:
         "val_pearson": results["selection"]["value"],
         "val_per_type": {k: v["pearson"] for k, v in next(iter(val.values())).items() if k != "all"},
         "learning_rate": cfg["learning_rate"],
+        "batch_size": batch_size,
     }
 
 
@@ -121,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train0..6.pickle")
     parser.add_argument(
         "--dataset_dir", type=Path, default=Path(tempfile.gettempdir()) / "glassgnn_bench_cuzr"
+    )
+    parser.add_argument(
+        "--batch_size", type=int, default=6, help="graphs per step (6: full batch of the protocol)"
     )
     parser.add_argument("--epochs", type=int, default=2, help="speed: timed epochs per model")
     parser.add_argument(
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench_train.py: {args.data} has no train0.pickle (the CuZr data is not bundled)")
     dataset = build_dataset(args.data, args.dataset_dir)
     if args.one:
-        print(json.dumps(speed_one(args.one, dataset, args.epochs)))
+        print(json.dumps(speed_one(args.one, dataset, args.epochs, args.batch_size)))
         return
     print(f"# load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
     known = model_names()
@@ -145,12 +156,16 @@ def main(argv: list[str] | None = None) -> None:
             continue
         if args.mode == "speed":
             cmd = [sys.executable, __file__, "--one", model, "--epochs", str(args.epochs)]
+            cmd += ["--batch_size", str(args.batch_size)]
             cmd += ["--data", str(args.data), "--dataset_dir", str(dataset)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else None
-            print(line or json.dumps({"model": model, "error": proc.stderr.strip().splitlines()[-1:]}))
+            error = proc.stderr.strip().splitlines()[-1:] or [
+                f"exit status {proc.returncode} (killed: out of memory?)"
+            ]
+            print(line or json.dumps({"model": model, "error": error}))
         else:
-            print(json.dumps(budget_one(model, dataset, args.budget_min, args.output_dir)))
+            print(json.dumps(budget_one(model, dataset, args.budget_min, args.batch_size, args.output_dir)))
         sys.stdout.flush()
     print(f"# load average at end: {os.getloadavg()}")
 
