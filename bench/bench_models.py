@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--worker", name, *(argv if argv is not None else sys.argv[1:])]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if done.returncode:
-            print(f"{name}: failed\n{done.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+            reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            print(f"{name}: failed: {reason}", file=sys.stderr)
             continue
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"measured {name}", file=sys.stderr, flush=True)
