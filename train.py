@@ -25,22 +25,38 @@ from glassgnn.fileio import OutputExistsError
 CONTROL = ("model_config_path", "config", "output_dir", "resume", "overwrite")
 
 
+def _default_conf() -> Path:
+    local = Path("train.conf.yaml")
+    return local if local.is_file() else Path(__file__).resolve().parent / "train.conf.yaml"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Precedence: built-in defaults < `global` section < model section < flags given here.",
     )
     parser.add_argument(
-        "--model_config_path", default="train.conf.yaml", help="YAML with `global` and per-model sections"
+        "--model_config_path",
+        default="train.conf.yaml",
+        help="YAML with `global` and per-model sections (default: ./train.conf.yaml, "
+        "else the one next to train.py; ignored with --config)",
     )
     parser.add_argument(
         "--config",
         default=None,
-        help="resolved config.yaml of an earlier run: repeat that run (flags override)",
+        help="resolved config.yaml of an earlier run: repeat that run, flags still override (default: none)",
     )
     parser.add_argument("--output_dir", default=None, help="run directory (default: ./outputs/<model_name>)")
-    parser.add_argument("--resume", action="store_true", help="continue the unfinished run in --output_dir")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --output_dir")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in --output_dir from its last.pt and config.yaml (default: off)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --output_dir (default: off, refuse)",
+    )
     add_arguments(parser)
     return parser
 
@@ -55,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
             if control["output_dir"] is None:
                 parser.error("--resume needs --output_dir (the run to continue)")
             config = str(Path(control["output_dir"]) / "config.yaml")
-        cfg = resolve(given, control["model_config_path"], config)
+        conf = control["model_config_path"] or _default_conf()
+        cfg = resolve(given, conf, config)
         output_dir = control["output_dir"] or str(Path("outputs") / cfg["model_name"])
         graphs, manifest = load_dataset(cfg["dataset_dir"])
         info = distributed.init(cfg["device"])

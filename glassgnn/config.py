@@ -234,14 +234,13 @@ def _known_model(name: str, where: str) -> None:
 
 
 def resolve(
-    given: dict, model_config_path: str | os.PathLike | None = "train.conf.yaml", config: str | None = None
+    given: dict, model_config_path: str | os.PathLike | None = None, config: str | None = None
 ) -> dict:
     """Resolve the configuration of one run.
 
     Args:
         given: training keys given on the command line (only those actually given).
-        model_config_path: ``train.conf.yaml``; ``None`` or a missing default file means
-            built-in defaults only.
+        model_config_path: ``train.conf.yaml``; ``None`` means built-in defaults only.
         config: a resolved ``config.yaml`` to start from instead of ``train.conf.yaml``.
 
     Returns:
@@ -264,11 +263,11 @@ def resolve(
         if not name:
             raise ConfigError(f"--model_name is required; known models: {', '.join(model_names())}")
         _known_model(name, "--model_name")
-        if model_config_path is not None and Path(model_config_path).is_file():
+        if model_config_path is not None:
+            if not Path(model_config_path).is_file():
+                raise ConfigError(f"{model_config_path}: no such model configuration file")
             training, hparams = _sections(Path(model_config_path), name)
             resolved.update(training)
-        elif model_config_path is not None and Path(model_config_path).name != "train.conf.yaml":
-            raise ConfigError(f"{model_config_path}: no such model configuration file")
     resolved.update(given)
     for key in ("model_name", "dataset_dir"):
         if not resolved.get(key):
