@@ -55,6 +55,8 @@ def parity(
             ax.scatter(true[sel], pred[sel], s=2, alpha=0.4, label=f"type {name}", rasterized=True)
     lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
+    if len(true) > 1 and np.ptp(true) > 0 and np.ptp(pred) > 0:
+        title = f"{title}, Pearson r = {np.corrcoef(pred, true)[0, 1]:.4f}"
     ax.set(xlabel=f"true {target_name}", ylabel=f"predicted {target_name}", title=title)
     ax.legend(markerscale=4)
     _save(fig, path)

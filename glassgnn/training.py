@@ -328,7 +328,7 @@ def _write_predictions(task: Task, preds: dict, out: Path) -> None:
                 arrays["target"][mask, j],
                 arrays["type"][mask],
                 task.type_names,
-                f"{split} (selected on val)",
+                f"{split} (model selected on val)",
                 name,
                 out / f"parity_{split}{suffix}.png",
             )
