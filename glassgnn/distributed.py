@@ -43,6 +43,8 @@ def init(device_index: int) -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
+        if device_index >= 0 and torch.cuda.is_available():
+            torch.cuda.set_device(info.local_rank)  # nccl collectives use the current device
         dist.init_process_group(backend="nccl" if device_index >= 0 else "gloo")
     return info
 
