@@ -11,7 +11,8 @@ The edge input is ``[z_src, z_dst, z_center, d_ij]``: the node embeddings of
 the two endpoints and of the explained particle (the paper's node-task input)
 plus the bond length. ``z`` is ``model.node_embedding(graph, feat)`` when a model
 defines it, else ``[feat, model output]`` (our model interface has no embedding
-hook). The mask is symmetrised over the two directions of a bond, as in DGL.
+hook). The mask is symmetrised over the two directions of a bond, as in DGL
+(where the computation subgraph holds both).
 
 Why not ``dgl.nn.PGExplainer`` itself: it is written for classification (the
 loss takes ``-log p[argmax]``), calls the model as ``model(graph, feat,
@@ -30,7 +31,8 @@ import torch
 from torch import nn
 
 from glassgnn import schema
-from glassgnn.explanation import Explanation, check_per_particle, frozen, khop_subgraphs, make_explanation
+from glassgnn.explanation import Explanation, check_per_particle, khop_subgraphs, make_explanation
+from glassgnn.frozen_model import frozen
 
 
 @dataclass
@@ -87,7 +89,10 @@ class _Batch:
         ]
         dist = self.graph.edata[schema.DIST].reshape(-1, 1).to(z.dtype)
         self.edge_input = torch.cat([z[src], z[dst], z[center_of_edge], dist], dim=1)
-        self.reverse = self.graph.edge_ids(dst, src).long()
+        # The reverse edge of each edge, itself where the computation graph lacks it.
+        has_reverse = self.graph.has_edges_between(dst, src)
+        self.reverse = torch.arange(self.graph.num_edges(), device=device)
+        self.reverse[has_reverse] = self.graph.edge_ids(dst[has_reverse], src[has_reverse]).long()
         self.edge_seg = torch.repeat_interleave(
             torch.arange(len(self.nodes), device=device), self.graph.batch_num_edges().to(device)
         )
@@ -149,7 +154,7 @@ def explain_pgexplainer(
     gen = torch.Generator().manual_seed(seed)
     nodes = list(nodes)
     bs = settings.batch_size
-    with frozen(model):
+    with frozen(model, cache=True):
         with torch.no_grad():
             z = _embedding(model, graph, feat)  # once, on the full graph
         train_nodes = nodes[: settings.max_train_nodes]

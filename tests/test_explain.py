@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dgl
+import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from glassgnn import explanation as ex
 from glassgnn import pgexplainer as pg
 from glassgnn.features import node_features
+from glassgnn.frozen_model import frozen
 from glassgnn.graph import build_graph
 from models.models import build_model, model_names
 
@@ -52,6 +54,23 @@ def test_subgraph_gives_the_full_graph_prediction(setup):
             assert torch.allclose(sub, full[nodes], atol=1e-5) == equal
 
 
+def test_computation_subgraph_against_breadth_first_search(setup):
+    _, graph, _ = setup
+    src, dst = (t.numpy() for t in graph.edges())
+    reverse = nx.DiGraph(list(zip(dst.tolist(), src.tolist(), strict=True)))  # receiver -> sender
+    reverse.add_nodes_from(range(graph.num_nodes()))
+    for node in (0, 7, 30):
+        hops = nx.single_source_shortest_path_length(reverse, node, cutoff=3)
+        sub, center = ex.computation_subgraph(graph, node, 3)
+        nid = sub.ndata[dgl.NID].numpy()
+        assert nid[center] == node and sorted(nid) == sorted(hops)
+        expected = {int(e) for e in np.flatnonzero([hops.get(int(d), 9) < 3 for d in dst])}
+        assert set(sub.edata[dgl.EID].tolist()) == expected
+        s, d = sub.edges()
+        np.testing.assert_array_equal(nid[s.numpy()], src[sub.edata[dgl.EID].numpy()])
+        np.testing.assert_array_equal(nid[d.numpy()], dst[sub.edata[dgl.EID].numpy()])
+
+
 def test_all_zero_eweight_equals_a_graph_without_edges(setup):
     model, graph, feat = setup
     with torch.no_grad():
@@ -63,19 +82,6 @@ def test_all_zero_eweight_equals_a_graph_without_edges(setup):
     assert (masked - full).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("name", [n for n in model_names() if n != "mlp"])
-def test_edge_mask_acts_in_every_graph_model(name):
-    torch.manual_seed(0)
-    graph = small_graph(1, self_loops=True)  # some models refuse particles without in-edges
-    feat = node_features(graph, 2)
-    model = build_model(name, {"in_dim": 2, "out_dim": 1}).eval()
-    with torch.no_grad():
-        full = model(graph=graph, feat=feat)
-        masked = model(graph=graph, feat=feat, eweight=torch.zeros(graph.num_edges()))
-    assert full.shape == masked.shape
-    assert (masked - full).abs().max() > 1e-6, f"{name}: an all-zero eweight leaves the prediction unchanged"
-
-
 def test_gnnexplainer_importances(setup):
     model, graph, feat = setup
     params = [p.detach().clone() for p in model.parameters()]
@@ -84,7 +90,7 @@ def test_gnnexplainer_importances(setup):
     result = ex.explain_gnnexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=1)
     assert [e.node for e in result] == nodes
     for e in result:
-        sub, _ = dgl.khop_in_subgraph(graph, e.node, NUM_STEPS)
+        sub, _ = ex.computation_subgraph(graph, e.node, NUM_STEPS)
         assert len(e.importance) == sub.num_edges() == len(e.src) == len(e.edge_ids)
         assert np.all((e.importance >= 0) & (e.importance <= 1))
         assert e.importance.std() > 0  # the mask moved away from its initial values
@@ -160,6 +166,46 @@ def test_pgexplainer_importances_and_training(setup):
     explainer = pg.RegressionPGExplainer(
         batch.edge_input.shape[1], pg.PGExplainerSettings(coff_budget=0, coff_connect=0)
     )
-    with ex.frozen(model):
+    with frozen(model):
         explainer.loss(model, batch, explainer.mask(batch, 1.0, torch.Generator().manual_seed(0))).backward()
     assert explainer.elayers[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n != "mlp"])
+def test_edge_mask_acts_and_the_memoised_model_is_exact(name):
+    """In every graph model an all-zero edge mask changes the prediction, and the cache of
+    mask-independent work (glassgnn.frozen_model) changes neither outputs nor mask gradients."""
+    torch.manual_seed(0)
+    graph = small_graph(2, n=40, box=5.0, self_loops=True)  # some models refuse particles without in-edges
+    feat = node_features(graph, 2)
+    model = build_model(name, {"in_dim": 2, "out_dim": 1}).eval()
+    masks = [
+        torch.zeros(graph.num_edges()),
+        torch.rand(graph.num_edges(), generator=torch.Generator().manual_seed(1)),
+    ]
+
+    def outputs_and_grads():
+        results = []
+        for mask in masks:
+            mask = mask.clone().requires_grad_(True)
+            out = model(graph=graph, feat=feat * 0.9, eweight=mask)
+            out.sum().backward()
+            results.append((out.detach(), mask.grad))
+        return results
+
+    with frozen(model):
+        full = model(graph=graph, feat=feat * 0.9)
+        plain = outputs_and_grads()
+    assert (plain[0][0] - full).abs().max() > 1e-6, (
+        f"{name}: an all-zero eweight leaves the prediction unchanged"
+    )
+    own_forward = [m for m in model.modules() if "forward" in vars(m)]  # e.g. e3nn's generated code
+    with frozen(model, cache=True) as stats:
+        cached = outputs_and_grads()
+    for (out_a, grad_a), (out_b, grad_b) in zip(plain, cached, strict=True):
+        torch.testing.assert_close(out_a, out_b)
+        torch.testing.assert_close(grad_a, grad_b)
+    if name == "schnet":
+        assert stats["hits"] > 0  # its filter networks are computed once
+    assert all(p.requires_grad for p in model.parameters())
+    assert [m for m in model.modules() if "forward" in vars(m)] == own_forward  # the wrappers are gone
