@@ -24,6 +24,7 @@ from glassgnn import schema
 from glassgnn.dataset import load_split, load_split_labels
 from glassgnn.devices import DeviceError, select_device
 from glassgnn.explain_pipeline import (
+    DEFAULT_EPOCHS,
     EXPLAINERS,
     SELECTIONS,
     ExplainOptions,
@@ -48,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", default="center", choices=SELECTIONS, help="how to select them")
     p.add_argument("--explainer", default="gnnexplainer", choices=EXPLAINERS)
     p.add_argument("--num_hops", type=int, default=None, help="subgraph radius (default: model's depth)")
-    p.add_argument("--epochs", type=int, default=300, help="explainer optimisation epochs")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="optimisation epochs (default: gnnexplainer 300, pgexplainer 30)",
+    )
     p.add_argument("--batch_size", type=int, default=8, help="particles optimised together")
     p.add_argument("--complex", default="alpha", choices=COMPLEXES, help="filtration")
     p.add_argument("--top_k", type=int, default=10, help="bonds per tier and for fidelity")
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         select=args.select,
         explainer=args.explainer,
         num_hops=args.num_hops,
-        epochs=args.epochs,
+        epochs=args.epochs or DEFAULT_EPOCHS[args.explainer],
         complex=args.complex,
         top_k=args.top_k,
         seed=args.seed,

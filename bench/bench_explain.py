@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--particles", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--hops", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     epochs_list = [50] if args.quick else [300, 500]
     particles = 2 if args.quick else args.particles
     if not CUZR.exists():

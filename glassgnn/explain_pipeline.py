@@ -33,6 +33,9 @@ from glassgnn.pgexplainer import PGExplainerSettings, explain_pgexplainer
 
 EXPLAINERS = ("gnnexplainer", "pgexplainer")
 SELECTIONS = ("center", "random", "top_pred")
+# GNNExplainer: optimisation steps per particle; PGExplainer: passes over its training particles
+# (30, with lr 0.003, in the PGExplainer authors' code).
+DEFAULT_EPOCHS = {"gnnexplainer": 300, "pgexplainer": 30}
 
 
 @dataclass
