@@ -248,3 +248,25 @@ def test_lammps_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "lammps", None)  # import lammps now raises ImportError
     with pytest.raises(SystemExit, match="LAMMPS Python module is not installed"):
         simulate.main([*TINY, "--output_dir", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("name", ["ka_T0.64"])
+def test_bundled_data_set_is_consistent(name):
+    from glassgnn.fileio import sha256
+    from glassgnn.simulation import propensity
+    from tests.conftest import REPO
+
+    root = REPO / "datasets" / name
+    if not (root / "manifest.json").exists():
+        pytest.skip(f"{root} not present")
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert len(manifest["configs"]) == manifest["parameters"]["n_configs"]
+    for file, entry in manifest["configs"].items():
+        assert sha256(root / file) == entry["sha256"], file
+        data = _load(root / file)
+        stored = np.asarray(data["trajectory_target_positions"][0], np.float64)
+        assert len(stored) == manifest["parameters"]["n_iso"]
+        np.testing.assert_allclose(propensity(data["positions"], stored), data["targets"][0], atol=1e-5)
+        means = [np.mean(t[data["types"] == 0]) for t in data["targets"]]
+        assert means == sorted(means) and means[0] > 0  # mean propensity grows with time
