@@ -207,6 +207,20 @@ def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, 
     assert calls == [1]
 
 
+def test_equilibration_is_deterministic():
+    """A run killed before configurations.npz exists redoes the equilibration: it must repeat exactly."""
+    from glassgnn.simulation import SimulationConfig, equilibrate
+
+    cfg = SimulationConfig(
+        n_atoms=N_ATOMS, temperature=TEMPERATURE, n_configs=2, threads=1, melt_time=1, quench_time=1,
+        equil_taus=2, spacing_taus=0.5, seed=5,
+    )  # fmt: skip
+    first, second = equilibrate(cfg, log=lambda _: None), equilibrate(cfg, log=lambda _: None)
+    assert np.array_equal(first["positions"], second["positions"])
+    assert np.array_equal(first["fs"], second["fs"])
+    assert first["report"]["converged"]
+
+
 def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):
     out = tmp_path / "ka"
     shutil.copytree(tiny_run, out)
