@@ -114,7 +114,12 @@ def budget_one(model: str, dataset: Path, minutes: float, batch_size: int, out: 
         "epochs": results["last_epoch"],
         "best_epoch": results["best_epoch"],
         "val_pearson": results["selection"]["value"],
-        "val_per_type": {k: v["pearson"] for k, v in next(iter(val.values())).items() if k != "all"},
+        "val_per_type": {
+            group: m["pearson"]
+            for target, groups in val.items()
+            if target != "loss"
+            for group, m in groups.items()
+        },
         "learning_rate": cfg["learning_rate"],
         "batch_size": batch_size,
     }
