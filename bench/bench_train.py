@@ -13,6 +13,12 @@ fresh process per model, with the dataset loaded (baseline printed alongside).
 Budget: train.py's loop with ``max_time`` = budget (evaluation of train and val every
 epoch counts against it), then val Pearson at the validation-selected epoch.
 The CuZr data is read from ../shared/data/cuzr_symgnn (not bundled).
+
+Measured on the 2-core, 24 GiB development machine (shared, load average 6-10): the full
+batch fits for schnet (86 s/epoch, 6.5 GB peak) but not for symgnn (killed by the
+kernel at 11.8 GB while others used the rest) or bapst (killed at 22.7 GB: 64-wide edge
+latents on 1.6 M edges, 7 steps); ``--batch_size 1`` (six steps per epoch) fits all
+three. Figures and the budget table are in the README's train section.
 """
 
 from __future__ import annotations
