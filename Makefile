@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean data
+.PHONY: install demo test lint bench data clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,10 @@ data: install
 
 clean:
 	rm -rf $(VENV) outputs
+
+# Benchmarks print figures (none is a timed test); each takes minutes, see the README.
+bench: install
+	$(PY) bench/bench_graph.py
+	$(PY) bench/bench_models.py
+	$(PY) bench/bench_deepmind.py
+	$(PY) bench/bench_explain.py
