@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glassgnn.lammps_inputs import KASystem, box_length, max_cutoff, type_counts
+from glassgnn.lammps_inputs import KASystem, box_length, max_cutoff
 
 # Nominal F_s levels whose crossing times define the stored time indices, as in
 # the published files: 0.9 ... 0.1, then 1/e (the alpha-relaxation time).
@@ -83,9 +83,8 @@ class SimulationConfig:
         """Raise :class:`SimulationError` naming the first invalid parameter."""
         if not self.temperature > 0:
             raise SimulationError(f"temperature must be positive, got {self.temperature}")
-        n_a, n_b = type_counts(self.n_atoms)
-        if n_b < 1:
-            raise SimulationError(f"n_atoms={self.n_atoms} leaves no B particle; use at least 5")
+        if self.n_atoms < 1:
+            raise SimulationError(f"n_atoms must be positive, got {self.n_atoms}")
         length = box_length(self.n_atoms)
         if length <= 2 * max_cutoff():
             min_atoms = math.floor(1.2 * (2 * max_cutoff()) ** 3) + 1

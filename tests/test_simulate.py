@@ -233,6 +233,7 @@ def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):
     [
         (["--temperature", "-0.5"], "temperature must be positive"),
         (["--n_atoms", "100"], "not larger than twice the cutoff"),
+        (["--n_atoms", "-8"], "n_atoms must be positive"),
         (["--n_iso", "0"], "n_iso must be at least 1"),
         (["--is_values", "0.9", "1.5"], "is_values must be F_s levels between 0 and 1"),
     ],
