@@ -23,6 +23,8 @@ SMALL = {
     "mgcn": {"hidden_dim": 16, "num_layers": 2, "readout_dim": 16, "rbf_gap": 0.4},
     "symgnn": {"hidden_dim": 8, "heads": [2, 1]},
     "egnn": {"hidden_dim": 16, "num_layers": 2},
+    "bapst": {"latent_dim": 16, "mlp_hidden": [16], "decoder_hidden": [16], "num_steps": 2},
+    "cgcnn": {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 16},
     "se3": {"mul": 4, "num_layers": 2, "radial_hidden": 8, "avg_num_neighbors": 18.0},
 }
 
