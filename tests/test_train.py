@@ -277,3 +277,14 @@ def test_loss_falls_and_val_pearson_rises_on_real_cuzr(tmp_path):
     rows = _history(tmp_path / "cuzr")
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert rows[-1]["val_pearson"] > rows[0]["val_pearson"] + 0.05
+
+
+def test_sharding_gives_every_rank_the_same_number_of_graphs_and_covers_all():
+    from glassgnn.distributed import DistInfo, shard
+
+    items = list(range(7))
+    shards = [shard(items, DistInfo(rank, 3, rank)) for rank in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    assert set().union(*map(set, shards)) == set(items)
+    with pytest.raises(ValueError, match="cannot be shared by 3 processes"):
+        shard([0, 1], DistInfo(0, 3, 0))
