@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--device", type=int, default=-1, help="-1 = CPU, k = cuda:k")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's; 1 on a busy machine)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
     return p
 
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         if Path(args.output_dir).exists() and not args.overwrite:
             raise OutputExistsError(f"{args.output_dir} already exists; pass --overwrite to replace it")
         torch.manual_seed(args.seed)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         run = load_run(args.run_dir, select_device(args.device))
         dataset_dir = args.dataset_dir or run.config["dataset_dir"]
         graphs = load_split(dataset_dir, args.split)
