@@ -36,11 +36,12 @@ def persistence_figure(diagrams: dict[int, np.ndarray], title: str, path: str | 
         diagrams: {dimension: [n, 2] (birth, death)} in length units; inf deaths allowed.
     """
     pairs = [(dim, (float(b), float(d))) for dim, arr in diagrams.items() for b, d in arr]
+    pairs.sort(key=lambda pair: pair[1][1] - pair[1][0], reverse=True)  # longest (and infinite) first
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     if pairs:
-        gudhi.plot_persistence_diagram(persistence=pairs, axes=left, legend=True, max_intervals=2000)
-        gudhi.plot_persistence_barcode(persistence=pairs, axes=right, legend=True, max_intervals=300)
-    left.set_title(f"persistence diagram, {title}")
+        gudhi.plot_persistence_diagram(persistence=pairs[:2000], axes=left, legend=True)
+        gudhi.plot_persistence_barcode(persistence=pairs[:300], axes=right, legend=True)
+    left.set_title(f"persistence diagram, {title}" + (" (2000 longest)" if len(pairs) > 2000 else ""))
     right.set_title("barcode (300 longest bars)")
     left.set_xlabel("birth (length units)")
     left.set_ylabel("death (length units)")

@@ -211,11 +211,12 @@ def explain_gnnexplainer(
         for start in range(0, len(nodes), settings.batch_size):
             chunk = list(nodes[start : start + settings.batch_size])
             batch, centers, subgraphs, local = khop_subgraphs(graph, chunk, num_hops)
+            centers = centers.to(device)
             sub_feat = feat[batch.ndata[dgl.NID].long()]
             node_seg = _segment_ids(batch.batch_num_nodes())
             edge_seg = _segment_ids(batch.batch_num_edges())
             with torch.no_grad():
-                target = check_per_particle(model(graph=batch, feat=sub_feat), batch)[centers.to(device)]
+                original = check_per_particle(model(graph=batch, feat=sub_feat), batch)[centers]
             inits = [
                 _initial_masks(sub, feat.shape[1], n, seed) for sub, n in zip(subgraphs, chunk, strict=True)
             ]
@@ -227,7 +228,7 @@ def explain_gnnexplainer(
                 optimiser.zero_grad()
                 edge_mask, feat_mask = edge_logits.sigmoid(), feat_logits.sigmoid()
                 pred = model(graph=batch, feat=sub_feat * feat_mask[node_seg], eweight=edge_mask)
-                loss = (pred[centers.to(device)] - target).pow(2).sum()
+                loss = (pred[centers] - original).pow(2).sum()
                 loss = loss + settings.alpha1 * edge_mask.sum()
                 loss = loss + settings.alpha2 * (_entropy(edge_mask) / edges_per_graph).sum()
                 loss = loss + settings.beta1 * feat_mask.mean(dim=1).sum()
@@ -237,7 +238,7 @@ def explain_gnnexplainer(
             edge_mask = edge_logits.detach().sigmoid().cpu().split(batch.batch_num_edges().tolist())
             feat_mask = feat_logits.detach().sigmoid().cpu()
             for i, sub in enumerate(subgraphs):
-                out.append(make_explanation(chunk[i], sub, local[i], edge_mask[i], feat_mask[i], target[i]))
+                out.append(make_explanation(chunk[i], sub, local[i], edge_mask[i], feat_mask[i], original[i]))
                 if progress is not None:
                     progress.update(1)
     return out
@@ -256,7 +257,7 @@ def check_per_particle(pred: torch.Tensor, graph: dgl.DGLGraph) -> torch.Tensor:
 def make_explanation(
     node: int, sub: dgl.DGLGraph, center: int, importance: torch.Tensor, feat_imp: torch.Tensor, pred
 ) -> Explanation:
-    """An :class:`Explanation` from a subgraph of ``dgl.khop_in_subgraph`` and its masks."""
+    """An :class:`Explanation` from a :func:`computation_subgraph` and its masks."""
     src, dst = sub.edges()
     return Explanation(
         node=int(node),
