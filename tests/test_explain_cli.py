@@ -51,6 +51,7 @@ def test_cli_end_to_end_is_reproducible(run_dir, tmp_path):
         assert set(stats["tiers"]) == set(topology.TIERS)
         assert all(stats["tiers"][t]["count"] > 0 for t in topology.TIERS)
     assert set(summary["fidelity"]) == {"plus", "minus", "random"}
+    assert summary["subgraph_vs_full_prediction_max_abs_diff"] < 1e-4
     data = np.load(out / "explanations.npz")
     assert len(data["node"]) == 3
     assert data["edge_offsets"][-1] == len(data["importance"]) == len(data["edge_src"])
