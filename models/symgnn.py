@@ -113,12 +113,31 @@ class SymGNNLayer(nn.Module):
     def forward(
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        nh, eh = self.conv(graph, h, e, edge_weight=weight)
+        nh, eh = _egat_allowing_isolated(self.conv, graph, h, e, weight)
         if self.last:
             # The last layer's edge states would never be read.
             return h + self.node_proj(self.node_norm(nh.mean(1))), e
         h = h + self.node_proj(self.node_norm(nh.flatten(1)))
         return h, e + self.edge_proj(self.edge_norm(eh.flatten(1)))
+
+
+def _egat_allowing_isolated(
+    conv: EGATConv, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv(graph, h, e, edge_weight=weight)`` that also accepts particles without incoming edges.
+
+    DGL's EGATConv refuses them outright, but they occur at the rim of the
+    explainer's computation subgraphs (and for isolated atoms). A zero-weight
+    self-pair reproduces the empty attention sum exactly; its edge output is dropped.
+    """
+    isolated = torch.nonzero(graph.in_degrees() == 0).squeeze(1)
+    if len(isolated) == 0:
+        return conv(graph, h, e, edge_weight=weight)
+    padded = dgl.add_edges(graph, isolated, isolated)
+    e = torch.cat([e, e.new_zeros(len(isolated), e.shape[1])])
+    weight = torch.cat([weight, weight.new_zeros(len(isolated))])
+    nh, eh = conv(padded, h, e, edge_weight=weight)
+    return nh, eh[: graph.num_edges()]
 
 
 @register_model("symgnn", SymGNNConfig)
@@ -154,6 +173,11 @@ class SymGNN(nn.Module):
     @property
     def invariance(self) -> str:
         return "cubic" if self.transform_set == "cubic" else "none"
+
+    @property
+    def num_message_passing(self) -> int:
+        """Receptive field in hops: one per EGATConv layer (explain.py's default subgraph radius)."""
+        return len(self.layers)
 
     def symmetrised_edges(self, disp: torch.Tensor) -> torch.Tensor:
         """[n_edges, 3] displacements -> [n_edges, hidden_dim] summed encodings over the transform set."""
