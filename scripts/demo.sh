@@ -12,7 +12,7 @@ OUT=${DEMO_OUT:-outputs/demo}
 DATA=datasets/ka_T0.64
 TRAIN_SECONDS=${DEMO_TRAIN_SECONDS:-240}
 MLP_SECONDS=${DEMO_MLP_SECONDS:-45}
-EXPLAIN_NODES=${DEMO_EXPLAIN_NODES:-3}
+EXPLAIN_NODES=${DEMO_EXPLAIN_NODES:-2}
 mkdir -p "$OUT"
 
 echo "== 1/4 pretrained DeepMind model (T = 0.44, short-time propensity)"
@@ -34,6 +34,6 @@ done
 
 echo "== 4/4 explaining $EXPLAIN_NODES particles of the test configuration with the Bapst model"
 $PY explain.py --run_dir "$OUT/bapst" --split test --num_nodes "$EXPLAIN_NODES" --select center \
-    --output_dir "$OUT/explain" --seed 0 --overwrite
+    --num_hops 2 --epochs 100 --output_dir "$OUT/explain" --seed 0 --overwrite
 
 $PY scripts/demo_summary.py "$OUT"

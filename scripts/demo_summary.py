@@ -15,6 +15,9 @@ from glassgnn.evaluation import headline_of
 def main(argv: list[str] | None = None) -> None:
     out = Path((argv or sys.argv[1:])[0])
     print("\n== demo results (Pearson over type-A particles, propensity; selection on val only)")
+    print(
+        "   (the MLP sees only the particle type, so on type A alone it is constant: Pearson nan = no skill)"
+    )
     for model in ("mlp", "bapst"):
         results = json.loads((out / model / "results.json").read_text())
         metrics = results["metrics"]
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         cycles = stats.get("cycles", stats)
         if isinstance(cycles, dict) and "mean" in cycles:
             print(f"  {tier:>7} bonds: mean cycle participation {cycles['mean']:.2f}")
-    print(f"runs: {out / 'mlp'}, {out / 'bapst'} (results.json, metrics.csv, learning_curves.png, parity_*.png)")
+    print(f"runs: {out / 'mlp'}, {out / 'bapst'} (results.json, metrics.csv, figures)")
 
 
 if __name__ == "__main__":
