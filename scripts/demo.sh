@@ -36,4 +36,4 @@ echo "== 4/4 explaining $EXPLAIN_NODES particles of the test configuration with 
 $PY explain.py --run_dir "$OUT/bapst" --split test --num_nodes "$EXPLAIN_NODES" --select center \
     --num_hops 2 --epochs 100 --output_dir "$OUT/explain" --seed 0 --overwrite
 
-$PY scripts/demo_summary.py "$OUT"
+PYTHONPATH=. $PY scripts/demo_summary.py "$OUT"

@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     summary = json.loads((out / "explain" / "summary.json").read_text())
     print(f"\nexplanations: {out / 'explain'} (summary.json, particles.csv, figures)")
-    tiers = summary.get("tiers", {})
-    for tier, stats in tiers.items():
-        cycles = stats.get("cycles", stats)
-        if isinstance(cycles, dict) and "mean" in cycles:
-            print(f"  {tier:>7} bonds: mean cycle participation {cycles['mean']:.2f}")
+    cycles = summary["participation"]["cycle_count"]
+    for tier, stats in cycles["tiers"].items():
+        print(f"  {tier:>6} bonds: {stats['mean']:.2f} H1 cycles per bond (n = {stats['count']})")
+    test = cycles["mann_whitney_top_vs_bottom"]
+    print(f"  top vs bottom: Mann-Whitney U {test['U']:.1f}, p = {test['p_value']:.3g}")
     print(f"runs: {out / 'mlp'}, {out / 'bapst'} (results.json, metrics.csv, figures)")
 
 
