@@ -154,37 +154,10 @@ def test_type_map_is_the_union_over_files(tmp_path):
 def test_knn_pair_cutoffs_and_val_fraction_on_a_lammps_trajectory(tmp_path):
     path = tmp_path / "run.dump"
     write_lammps(path, [configuration(seed) for seed in range(5)])
-    knn = run(
-        "--train",
-        path,
-        "--knn",
-        "6",
-        "--target",
-        "c_propensity",
-        "--val_fraction",
-        "0.4",
-        "--seed",
-        "3",
-        "--output_dir",
-        tmp_path / "knn",
-    )
+    knn_args = ["--train", path, "--knn", "6", "--target", "c_propensity", "--val_fraction", "0.4"]
+    knn = run(*knn_args, "--seed", "3", "--output_dir", tmp_path / "knn")
     assert len(knn["splits"]["train"]["graphs"]) == 3 and len(knn["splits"]["val"]["graphs"]) == 2
-    again = run(
-        "--train",
-        path,
-        "--knn",
-        "6",
-        "--target",
-        "c_propensity",
-        "--val_fraction",
-        "0.4",
-        "--seed",
-        "3",
-        "--output_dir",
-        tmp_path / "again",
-        "--num_workers",
-        "2",
-    )
+    again = run(*knn_args, "--seed", "3", "--output_dir", tmp_path / "again", "--num_workers", "2")
     assert again["splits"] == knn["splits"]
     graph = load_split(tmp_path / "knn", "train")[0]
     assert graph.in_degrees().tolist() == [6] * graph.num_nodes()
