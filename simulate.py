@@ -25,7 +25,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n_atoms", type=int, default=defaults.n_atoms, help="particles (80%% A, 20%% B)")
     p.add_argument("--temperature", type=float, default=defaults.temperature, help="T in eps_AA/k_B")
     p.add_argument("--n_configs", type=int, default=defaults.n_configs, help="independent configurations")
-    p.add_argument("--n_iso", type=int, default=defaults.n_iso, help="isoconfigurational trajectories each")
+    p.add_argument(
+        "--n_iso",
+        type=int,
+        default=defaults.n_iso,
+        help="isoconfigurational trajectories each (0: snapshots only, no propensities)",
+    )
     p.add_argument("--output_dir", required=True, help="directory for pickles and manifest.json")
     p.add_argument(
         "--times", type=float, nargs="+", default=None,

@@ -20,6 +20,8 @@ Harrowell & Fynewever, PRL 93, 135701 (2004) for the isoconfigurational ensemble
    velocities drawn fresh from Maxwell-Boltzmann at T (total momentum removed).
    Positions are recorded on a log-spaced time grid; the propensity of particle
    i at time t is the mean over trajectories of ``|r_i(t) - r_i(0)|`` (unwrapped).
+   ``n_iso = 0`` skips this step: snapshots only, for per-snapshot targets such as
+   the temperature in ``metadata`` (the per-trajectory entries are then empty).
 
 Every trajectory starts from a fresh LAMMPS instance built from stored
 positions and velocities, so each file depends only on the stored
@@ -92,9 +94,11 @@ class SimulationConfig:
                 f"n_atoms={self.n_atoms} gives a box of {length:.3f} sigma, not larger than twice the "
                 f"cutoff {max_cutoff():g}; use at least {min_atoms} atoms"
             )
-        for name in ("n_configs", "n_iso", "threads", "min_windows", "max_windows"):
+        for name in ("n_configs", "threads", "min_windows", "max_windows"):
             if getattr(self, name) < 1:
                 raise SimulationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_iso < 0:
+            raise SimulationError(f"n_iso must be at least 0 (0: snapshots only), got {self.n_iso}")
         for name in ("dt", "t_melt", "melt_time", "quench_time", "thermostat_damp", "spacing_taus", "k"):
             if not getattr(self, name) > 0:
                 raise SimulationError(f"{name} must be positive, got {getattr(self, name)}")
@@ -366,6 +370,8 @@ def bapst_record(
     index there and adds ``targets`` (list of [N] propensities per time index), as
     in the published ``test_large`` file. ``float32`` stores velocities and
     trajectories in single precision (targets are computed in double first).
+    Snapshots only (``n_iso = 0``, empty ``steps`` and ``time_indices``): ``time``,
+    ``time_indices``, ``is_values`` and both trajectory lists are empty.
     """
     real = np.float32 if cfg.float32 else np.float64
     kept = time_indices if cfg.store == "all" else time_indices[:1]

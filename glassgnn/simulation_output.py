@@ -155,7 +155,10 @@ def generate(
         manifest = _new_manifest(cfg, command, version)
         write_json(out / MANIFEST, manifest)
     eq = _equilibrated(out, cfg, manifest)
-    steps, time_indices, nominal = time_selection(cfg, eq["grid_steps"], eq["fs"])
+    if cfg.n_iso:
+        steps, time_indices, nominal = time_selection(cfg, eq["grid_steps"], eq["fs"])
+    else:  # snapshots only: no trajectories, so no stored times
+        steps, time_indices, nominal = np.zeros(0, np.int64), [], np.zeros(0)
     manifest["time"] = (steps * cfg.dt).tolist()
     manifest["time_indices"] = time_indices
     configs = tqdm(range(cfg.n_configs), desc="configurations", disable=not progress)
@@ -164,10 +167,16 @@ def generate(
         if name in manifest["configs"] and (out / name).exists():
             continue
         start = time.perf_counter()
-        with tqdm(total=cfg.n_iso, desc=f"trajectories of {name}", leave=False, disable=not progress) as bar:
-            velocities, trajectories, fs = isoconfigurational(
-                cfg, c, eq["positions"][c], eq["types"], steps, progress=bar.update
-            )
+        if cfg.n_iso:
+            with tqdm(
+                total=cfg.n_iso, desc=f"trajectories of {name}", leave=False, disable=not progress
+            ) as bar:
+                velocities, trajectories, fs = isoconfigurational(
+                    cfg, c, eq["positions"][c], eq["types"], steps, progress=bar.update
+                )
+        else:
+            n = len(eq["types"])
+            velocities, trajectories, fs = np.zeros((0, n, 3)), np.zeros((0, 0, n, 3)), np.zeros(0)
         is_values = nominal if nominal is not None else fs[time_indices]
         record = bapst_record(
             cfg, eq["positions"][c], eq["types"], eq["box"], steps, time_indices, is_values,

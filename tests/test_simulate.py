@@ -164,6 +164,32 @@ def test_bapst_reader_loads_simulated_pickle(tiny_run):
     np.testing.assert_allclose(got, expected.T, rtol=1e-12)
 
 
+def test_snapshots_only_mode_gives_graph_target_temperature(tiny_run, tmp_path):
+    """--n_iso 0: equilibrated configurations, no trajectories; the reader finds T in the metadata."""
+    from glassgnn.readers import read_snapshots
+    from glassgnn.readers.graph_values import graph_values
+
+    out = tmp_path / "snapshots"
+    args = [*TINY, "--output_dir", str(out)]
+    args[args.index("--n_iso") + 1] = "0"
+    simulate.main(args)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["parameters"]["n_iso"] == 0
+    # same seed and protocol as the trajectory run: the same equilibrated configurations
+    with np.load(tiny_run / "configurations.npz") as eq:
+        expected = eq["positions"]
+    for c, name in enumerate(["config_0000.pickle", "config_0001.pickle"]):
+        data = _load(out / name)
+        assert set(data) == BAPST_KEYS
+        assert data["time"] == [] and data["time_indices"] == [] and len(data["is_values"]) == 0
+        assert data["trajectory_start_velocities"] == [] and data["trajectory_target_positions"] == []
+        np.testing.assert_array_equal(data["positions"], expected[c])
+        (snapshot,) = read_snapshots(out / name)
+        np.testing.assert_array_equal(snapshot.positions, expected[c])
+        assert snapshot.fields["propensity"].shape == (N_ATOMS, 0)
+        assert graph_values(snapshot, ["temperature"]).tolist() == [TEMPERATURE]
+
+
 def test_store_first_float32_keeps_targets_of_full_trajectories(tiny_run):
     from glassgnn.simulation import SimulationConfig, bapst_record, propensity
 
@@ -234,7 +260,7 @@ def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):
         (["--temperature", "-0.5"], "temperature must be positive"),
         (["--n_atoms", "100"], "not larger than twice the cutoff"),
         (["--n_atoms", "-8"], "n_atoms must be positive"),
-        (["--n_iso", "0"], "n_iso must be at least 1"),
+        (["--n_iso", "-1"], "n_iso must be at least 0"),
         (["--is_values", "0.9", "1.5"], "is_values must be F_s levels between 0 and 1"),
     ],
 )
