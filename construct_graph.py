@@ -4,6 +4,7 @@
         --format auto --cutoff 5.0 --output_dir datasets/graphs/cuzr
 
 Writes DIR/train.bin, DIR/val.bin, DIR/test.bin (dgl.save_graphs) and DIR/manifest.json.
+With ``--graph_target temperature`` each graph also carries per-snapshot targets (graph labels).
 The logic lives in :mod:`glassgnn.dataset`; see the README section "construct_graph".
 """
 
@@ -65,6 +66,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="per-atom field used as target (default: the format's, "
         "e.g. trajectory_start_velocities for symgnn, propensity for bapst)",
     )
+    parser.add_argument(
+        "--graph_target",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="per-snapshot values stored as graph targets (task 'graph'), e.g. temperature "
+        "(bapst metadata, extxyz info/energy, npz scalars, or --graph_target_csv); default: none",
+    )
+    parser.add_argument(
+        "--graph_target_csv",
+        default=None,
+        metavar="CSV",
+        help="side table of per-snapshot values, columns file,frame,NAME...: file relative to "
+        "the table, frame from 0 (empty or no column: every frame); default: none",
+    )
     parser.add_argument("--time_index", type=int, default=None, help="bapst: keep one propensity time index")
     parser.add_argument(
         "--mask_types",
@@ -94,7 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
         "target": args.target,
         "time_index": args.time_index,
         "mask_types": mask_types,
+        "graph_target": args.graph_target,
+        "graph_target_csv": args.graph_target_csv,
     }
+    if args.graph_target_csv and not args.graph_target:
+        sys.exit("construct_graph.py: error: --graph_target_csv needs --graph_target NAME")
     try:
         splits = {flag: expand_globs(getattr(args, flag), f"--{flag}") for flag in ("train", "val", "test")}
         manifest = construct_dataset(
@@ -105,6 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
     for split, info in manifest["splits"].items():
         edges = sum(graph["num_edges"] for graph in info["graphs"])
         print(f"{split}: {len(info['graphs'])} graphs, {edges} directed edges")
+    if manifest["task"] == "graph":
+        print(
+            f"graph targets {manifest['graph_target_names']}, "
+            f"train mean/std {manifest['graph_normalisation']}"
+        )
     print(f"wrote {args.output_dir}")
     return manifest
 

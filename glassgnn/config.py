@@ -29,10 +29,12 @@ from typing import Any
 import yaml
 
 from models.models import get_entry, make_config, model_config_keys, model_names
+from models.readout import READOUT_OPS, ReadoutConfig
 
 SCHEDULERS = ("none", "step", "plateau", "cosine")
 AUGMENTS = ("none", "cubic", "rotation")
 TYPE_ENCODINGS = ("onehot", "scalar")
+TASKS = ("node", "graph")
 # Selection metrics and whether larger is better.
 SELECTION_METRICS = {
     "pearson": True,
@@ -48,8 +50,8 @@ SET_FROM_DATA = ("in_dim", "out_dim")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -78,7 +80,23 @@ class TrainConfig:
     lr_patience: int = _f(10, "plateau schedule: evaluations without improvement before decay", minimum=0)
     min_lr: float = _f(0.0, "plateau/cosine schedule: lowest learning rate", minimum=0.0)
     selection_metric: str = _f("pearson", "validation metric for selection", choices=tuple(SELECTION_METRICS))
-    target: str | None = _f(None, "target column to learn (a name of manifest target_names; default all)")
+    task: str | None = _f(
+        None,
+        "node: per-particle targets; graph: per-snapshot targets (graph labels); "
+        "default (None): the dataset manifest's task",
+        choices=TASKS,
+    )
+    target: str | None = _f(
+        None,
+        "target column to learn (a name of manifest target_names, or graph_target_names for "
+        "task graph; default all)",
+    )
+    readout: dict[str, Any] = _f(
+        {},
+        "task graph: how a per-particle model gives one value per graph, keys op "
+        f"({'|'.join(READOUT_OPS)}), hidden_dim, head_dims, use_mask (models.readout.ReadoutConfig); "
+        "merged key by key: built-in < global < model section < --readout KEY=VALUE ...",
+    )
     augment: str = _f("none", "random rotations of disp during training", choices=AUGMENTS)
     type_encoding: str = _f("onehot", "particle type input", choices=TYPE_ENCODINGS)
     node_fields: list[str] = _f([], "extra per-atom input fields (names of manifest extra_fields)")
@@ -147,7 +165,7 @@ def _check(where: str, key: str, value: Any, tp: Any, meta: dict | None = None) 
     if not check_type(value, tp):
         raise ConfigError(f"{where}: {key} must be of type {_type_name(tp)}, got {value!r}")
     meta = meta or {}
-    if "choices" in meta and value not in meta["choices"]:
+    if "choices" in meta and value is not None and value not in meta["choices"]:
         raise ConfigError(f"{where}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if "minimum" in meta and value is not None and value < meta["minimum"]:
         raise ConfigError(f"{where}: {key} must be >= {meta['minimum']}, got {value!r}")
@@ -160,7 +178,36 @@ def _check_training(where: str, values: dict) -> dict:
         if key not in TRAIN_FIELDS:
             raise ConfigError(f"{where}: unknown key {key!r}; training keys: {', '.join(TRAIN_FIELDS)}")
         out[key] = _check(where, key, value, TRAIN_TYPES[key], dict(TRAIN_FIELDS[key].metadata))
+        if key == "readout":
+            out[key] = _check_readout(where, out[key])
     return out
+
+
+READOUT_TYPES = typing.get_type_hints(ReadoutConfig)
+
+
+def _check_readout(where: str, values: dict) -> dict:
+    """Keys and types of a ``readout`` mapping (fields of :class:`models.readout.ReadoutConfig`)."""
+    out = {}
+    for key, value in values.items():
+        if key not in READOUT_TYPES:
+            raise ConfigError(f"{where}: unknown readout key {key!r}; known: {', '.join(READOUT_TYPES)}")
+        meta = {"choices": READOUT_OPS} if key == "op" else {"minimum": 0} if key == "hidden_dim" else {}
+        out[key] = _check(where, f"readout.{key}", value, READOUT_TYPES[key], meta)
+    return out
+
+
+def readout_config(resolved: dict) -> dict:
+    """Every field of the run's readout: :class:`ReadoutConfig` defaults updated with ``readout``."""
+    return dataclasses.asdict(ReadoutConfig(**resolved.get("readout") or {}))
+
+
+def _update(resolved: dict, new: dict) -> None:
+    """``resolved.update(new)``, except that ``readout`` mappings merge key by key."""
+    for key, value in new.items():
+        if key == "readout":
+            value = {**(resolved.get("readout") or {}), **value}
+        resolved[key] = value
 
 
 def _check_model(where: str, name: str, values: dict, allow_dims: bool = False) -> dict:
@@ -204,7 +251,7 @@ def _sections(path: Path, model_name: str) -> tuple[dict, dict]:
     hparams: dict = {}
     section = data.get(model_name) or {}
     where = f"{path} [{model_name}]"
-    training.update(_check_training(where, {k: v for k, v in section.items() if k in TRAIN_FIELDS}))
+    _update(training, _check_training(where, {k: v for k, v in section.items() if k in TRAIN_FIELDS}))
     hparams = _check_model(where, model_name, {k: v for k, v in section.items() if k not in TRAIN_FIELDS})
     return training, hparams
 
@@ -257,7 +304,7 @@ def resolve(
             raise ConfigError(
                 f"--model_name {given['model_name']} contradicts {config} ({base['model_name']})"
             )
-        resolved.update(base)
+        _update(resolved, base)
     else:
         name = given.get("model_name")
         if not name:
@@ -267,8 +314,8 @@ def resolve(
             if not Path(model_config_path).is_file():
                 raise ConfigError(f"{model_config_path}: no such model configuration file")
             training, hparams = _sections(Path(model_config_path), name)
-            resolved.update(training)
-    resolved.update(given)
+            _update(resolved, training)
+    _update(resolved, given)
     for key in ("model_name", "dataset_dir"):
         if not resolved.get(key):
             raise ConfigError(f"{key} is required (flag --{key})")
@@ -276,17 +323,30 @@ def resolve(
     return {**resolved, "model": hparams}
 
 
-def model_hparams(resolved: dict, in_dim: int, out_dim: int) -> dict:
+def model_hparams(resolved: dict, in_dim: int, out_dim: int, task: str = "node") -> dict:
     """Complete hyperparameters of the resolved model (registry defaults filled in) with data dims.
 
-    A ``config.yaml`` that carries in_dim/out_dim must agree with the data.
+    A ``config.yaml`` that carries in_dim/out_dim must agree with the data. A model that
+    pools itself (one with a ``pooling`` hyperparameter, i.e. ``cgcnn``) pools with the
+    readout's ``op`` in a graph task unless its section sets ``pooling``, and must not
+    pool in a node task.
     """
+    name = resolved["model_name"]
     hparams = dict(resolved["model"])
     for key, value in (("in_dim", in_dim), ("out_dim", out_dim)):
         if key in hparams and hparams[key] != value:
             raise ConfigError(f"model {key}={hparams[key]} in the configuration but the data gives {value}")
         hparams[key] = value
-    return dataclasses.asdict(make_config(resolved["model_name"], hparams))
+    hparams = dataclasses.asdict(make_config(name, hparams))
+    if "pooling" in hparams:
+        if task == "graph" and hparams["pooling"] == "none":
+            hparams["pooling"] = readout_config(resolved)["op"]
+        elif task == "node" and hparams["pooling"] != "none":
+            raise ConfigError(
+                f"{name}: pooling {hparams['pooling']!r} gives one value per graph but the task is node; "
+                "set pooling: none or train with --task graph"
+            )
+    return hparams
 
 
 def dump(resolved: dict) -> str:
@@ -294,6 +354,19 @@ def dump(resolved: dict) -> str:
     training = {k: v for k, v in resolved.items() if k != "model"}
     text = yaml.safe_dump(training, sort_keys=False, default_flow_style=None)
     return text + yaml.safe_dump({"model": resolved["model"]}, sort_keys=False, default_flow_style=None)
+
+
+class _KeyValues(argparse.Action):
+    """``--readout op=sum hidden_dim=64 head_dims=[64]``: a mapping, values read as YAML."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        mapping = {}
+        for item in values:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {item!r}")
+            mapping[key] = yaml.safe_load(text)
+        setattr(namespace, self.dest, mapping)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -305,6 +378,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is dict:
+            kwargs.update(nargs="+", metavar="KEY=VALUE", action=_KeyValues)
         elif typing.get_origin(tp) is list:
             kwargs.update(nargs="*", metavar="NAME")
         else:

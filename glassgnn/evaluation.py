@@ -10,7 +10,7 @@ import torch
 
 from glassgnn import distributed, schema
 from glassgnn.distributed import DistInfo
-from glassgnn.metrics import grouped_metrics, headline
+from glassgnn.metrics import graph_metrics, grouped_metrics, headline
 from glassgnn.task import Task
 
 
@@ -18,7 +18,10 @@ from glassgnn.task import Task
 def predict_split(
     module, task: Task, split: str, batch_size: int, device, info: DistInfo
 ) -> list[np.ndarray]:
-    """Predictions in original units for every graph of ``split`` ([n_i, k] each), on every rank."""
+    """Predictions in original units for every graph of ``split``, on every rank.
+
+    Returns one array per graph: [n_atoms_i, k] for a node task, [1, k] for a graph task.
+    """
     module.eval()
     graphs = task.graphs[split]
     mine = list(range(len(graphs)))[info.rank :: info.world_size]
@@ -27,21 +30,29 @@ def predict_split(
         ids = mine[start : start + batch_size]
         batch = dgl.batch([graphs[i] for i in ids]).to(device)
         pred = task.denormalise(module(graph=batch, feat=task.features(batch))).cpu().numpy()
-        sizes = batch.batch_num_nodes().cpu().numpy()
-        out.update(zip(ids, np.split(pred, np.cumsum(sizes)[:-1]), strict=True))
+        if task.level == "graph":
+            out.update(zip(ids, np.split(pred, len(ids)), strict=True))
+        else:
+            sizes = batch.batch_num_nodes().cpu().numpy()
+            out.update(zip(ids, np.split(pred, np.cumsum(sizes)[:-1]), strict=True))
     for part in distributed.gather_objects(out, info):
         out.update(part)
     return [out[i] for i in range(len(graphs))]
 
 
 def evaluate(preds: list[np.ndarray], task: Task, split: str) -> dict:
-    """Masked MSE (normalised units) and metrics per target and type (original units)."""
+    """MSE (normalised units) and metrics in original units: per target and particle type on the
+    masked particles (node task), or per target across graphs (graph task)."""
     graphs = task.graphs[split]
     pred = np.concatenate(preds)
+    std = task.std.numpy()
+    if task.level == "graph":
+        true = task.graph_targets[split].numpy()
+        loss = float((((pred - true) / std) ** 2).mean())
+        return {"loss": loss, **graph_metrics(pred, true, task.target_names)}
     true = np.concatenate([task.targets(g).numpy() for g in graphs])
     mask = np.concatenate([g.ndata[schema.MASK].numpy() for g in graphs])
     types = np.concatenate([g.ndata[schema.TYPE].numpy() for g in graphs])
-    std = task.std.numpy()
     loss = float((((pred - true) / std)[mask] ** 2).mean()) if mask.any() else math.nan
     metrics = grouped_metrics(pred, true, types, mask, task.target_names, task.type_names)
     return {"loss": loss, **metrics}

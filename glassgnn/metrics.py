@@ -1,7 +1,8 @@
 """Regression metrics of per-particle predictions (DGL-free, numpy in, floats out).
 
 All metrics are computed in the original target units on the masked particles,
-overall and per particle type: Pearson's r (the primary figure in this field,
+overall and per particle type (per-snapshot targets: across graphs, one value
+each): Pearson's r (the primary figure in this field,
 e.g. Bapst et al., Nat. Phys. 16, 448 (2020); Li et al., ICML 2024), Spearman's
 rank correlation, the coefficient of determination R^2, MAE and RMSE.
 """
@@ -81,6 +82,23 @@ def grouped_metrics(
                 groups[f"type={type_names[index]}"] = regression_metrics(pred[sel, j], true[sel, j])
         out[name] = groups
     return out
+
+
+def graph_metrics(
+    pred: np.ndarray, true: np.ndarray, target_names: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics of per-graph predictions, one value per graph, per target column.
+
+    Args:
+        pred, true: [n_graphs, k] in original units.
+
+    Returns:
+        ``{target: {"all": {metric: value}}}``: the layout of :func:`grouped_metrics`
+        (there are no particle types to group by).
+    """
+    pred = np.asarray(pred).reshape(len(true), -1)
+    true = np.asarray(true).reshape(len(true), -1)
+    return {name: {"all": regression_metrics(pred[:, j], true[:, j])} for j, name in enumerate(target_names)}
 
 
 def headline(metrics: dict[str, dict[str, dict[str, float]]], metric: str) -> float:

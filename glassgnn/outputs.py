@@ -138,6 +138,26 @@ def prediction_arrays(
     }
 
 
+def graph_prediction_arrays(
+    pred: np.ndarray, true: np.ndarray, graphs: list, sources: list[dict]
+) -> dict[str, np.ndarray]:
+    """Per-graph arrays of one split for ``predictions_{split}.npz`` of a graph task.
+
+    Args:
+        pred, true: [n_graphs, k] predictions and per-snapshot targets in original units.
+        graphs: the split's graphs.
+        sources: per graph ``{"source", "frame"}`` from the manifest (may be empty).
+    """
+    return {
+        "pred": np.asarray(pred),
+        "target": np.asarray(true),
+        "graph": np.arange(len(graphs)),
+        "num_nodes": np.array([g.num_nodes() for g in graphs], dtype=np.int64),
+        "graph_source": np.array([str(s.get("source", "")) for s in sources] or [""] * len(graphs)),
+        "graph_frame": np.array([int(s.get("frame", -1)) for s in sources] or [-1] * len(graphs)),
+    }
+
+
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez_compressed`` temp-then-rename."""
     with atomic_path(path) as tmp:

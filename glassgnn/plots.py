@@ -37,8 +37,8 @@ def learning_curves(history: list[dict], metric: str, best_epoch: int, path: str
 def parity(
     pred: np.ndarray,
     true: np.ndarray,
-    types: np.ndarray,
-    type_names: dict[int, str],
+    types: np.ndarray | None,
+    type_names: dict[int, str] | None,
     title: str,
     target_name: str,
     path: str | os.PathLike,
@@ -46,10 +46,13 @@ def parity(
     """Predicted against true values of the masked particles, one colour per type.
 
     Args:
-        pred, true: [n] values in original units; types: [n] type indices.
+        pred, true: [n] values in original units; types: [n] type indices. With
+            ``types=None`` the points are whole graphs (per-snapshot targets), drawn larger.
     """
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for index, name in sorted(type_names.items()):
+    if types is None:
+        ax.scatter(true, pred, s=16, alpha=0.8, label="snapshot")
+    for index, name in sorted((type_names or {}).items()):
         sel = types == index
         if sel.any():
             ax.scatter(true[sel], pred[sel], s=2, alpha=0.4, label=f"type {name}", rasterized=True)

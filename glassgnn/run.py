@@ -4,6 +4,10 @@ A run directory holds ``config.yaml`` (resolved configuration, see
 :mod:`glassgnn.config`), ``manifest.json`` (copy of the dataset manifest) and
 ``best.pt`` (key ``"model"``: the state dict selected on validation). It is
 written by ``train.py`` or by the DeepMind converter.
+
+A run learns per-particle targets (``task: node``, predictions [n_atoms, k]) or
+per-snapshot targets (``task: graph``, predictions [n_graphs, k], one row per graph
+of a batched graph); :func:`build_network` builds either from a resolved configuration.
 """
 
 from __future__ import annotations
@@ -22,16 +26,41 @@ from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import defaults, load_resolved
 from glassgnn.features import node_features
 from models.models import build_model
+from models.readout import build_graph_level_model
+
+#: Manifest keys of the target names and their normalisation, per task.
+TARGET_KEYS = {
+    "node": ("target_names", "normalisation"),
+    "graph": ("graph_target_names", "graph_normalisation"),
+}
 
 
-def target_columns(manifest: dict, target: str | None) -> list[int]:
-    """Indices of the learned columns of ``ndata[TARGET]``: ``target`` by name, or all of them."""
-    names = list(manifest["target_names"])
+def target_columns(manifest: dict, target: str | None, task: str = "node") -> list[int]:
+    """Indices of the learned target columns: ``target`` by name, or all of them.
+
+    Node task: columns of ``ndata[TARGET]`` (manifest ``target_names``); graph task:
+    columns of the ``GRAPH_TARGET`` label (manifest ``graph_target_names``).
+    """
+    key = TARGET_KEYS[task][0]
+    names = list(manifest.get(key, []))
     if target is None:
         return list(range(len(names)))
     if target not in names:
-        raise ValueError(f"target {target!r} is not in the dataset's target_names {names}")
+        raise ValueError(f"target {target!r} is not in the dataset's {key} {names}")
     return [names.index(target)]
+
+
+def build_network(config: dict) -> nn.Module:
+    """The untrained network of a resolved run configuration (``model_name``, ``model``, ``task``).
+
+    Node task: the registered model. Graph task: a model that pools itself (``cgcnn``
+    with ``pooling`` other than none) as it is; any other registered model wrapped by
+    :func:`models.readout.build_graph_level_model` with the configuration's ``readout``.
+    """
+    name, hparams = config["model_name"], config["model"]
+    if (config.get("task") or "node") == "node" or hparams.get("pooling", "none") != "none":
+        return build_model(name, hparams)
+    return build_graph_level_model(name, hparams, config.get("readout") or {})
 
 
 def type_names(manifest: dict) -> dict[int, str]:
@@ -48,8 +77,10 @@ class Run:
         config: resolved configuration (training keys and ``"model"``).
         manifest: the dataset manifest the model was trained on.
         device: where the model lives.
-        columns: learned target columns of ``ndata[TARGET]``; ``target_names`` their names.
+        columns: learned target columns (of ``ndata[TARGET]``, or of the ``GRAPH_TARGET``
+            label for a graph run); ``target_names`` their names.
         mean, std: [k] normalisation of those columns (train split statistics).
+        task: ``"node"`` (one prediction per particle) or ``"graph"`` (one per graph).
     """
 
     model: nn.Module
@@ -60,6 +91,7 @@ class Run:
     target_names: list[str]
     mean: torch.Tensor
     std: torch.Tensor
+    task: str = "node"
 
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Model input of ``graph``'s particles, [n_atoms, in_dim], on the graph's device."""
@@ -68,12 +100,22 @@ class Run:
         )
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        """The learned target columns of ``graph`` in original units, [n_atoms, k]."""
+        """The learned target columns of ``graph`` in original units, [n_atoms, k] (node runs).
+
+        A graph run's targets are not stored in the graph but in the per-graph labels:
+        ``labels[schema.GRAPH_TARGET][:, run.columns]`` (``load_split_labels`` or
+        ``build_graphs_and_labels``).
+        """
+        if self.task == "graph":
+            raise ValueError(
+                "a graph run's targets are per-graph labels: labels[schema.GRAPH_TARGET][:, run.columns]"
+            )
         return graph.ndata[schema.TARGET][:, self.columns]
 
     @torch.no_grad()
     def predict(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        """Predictions in original target units, [n_atoms, k], on ``self.device``."""
+        """Predictions in original target units on ``self.device``: [n_atoms, k] for a node
+        run, [n_graphs, k] for a graph run (``graph`` may be a batch of graphs)."""
         graph = graph.to(self.device)
         out = self.model(graph=graph, feat=self.features(graph))
         return out * self.std + self.mean
@@ -93,13 +135,15 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     device = torch.device(device)
     config = {**defaults(), **load_resolved(run_dir / "config.yaml")}
     manifest = json.loads((run_dir / schema.MANIFEST).read_text())
-    model = build_model(config["model_name"], config["model"])
+    task = config.get("task") or "node"  # runs written before graph tasks have none
+    model = build_network({**config, "task": task})
     state = load_checkpoint(run_dir / "best.pt", device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    columns = target_columns(manifest, config.get("target"))
-    norm = manifest["normalisation"]
+    columns = target_columns(manifest, config.get("target"), task)
+    names_key, norm_key = TARGET_KEYS[task]
+    norm = manifest[norm_key]
     mean = torch.tensor([norm["mean"][c] for c in columns], dtype=torch.float32, device=device)
     std = torch.tensor([norm["std"][c] for c in columns], dtype=torch.float32, device=device)
-    names = [manifest["target_names"][c] for c in columns]
-    return Run(model, config, manifest, device, columns, names, mean, std)
+    names = [manifest[names_key][c] for c in columns]
+    return Run(model, config, manifest, device, columns, names, mean, std, task)

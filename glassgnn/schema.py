@@ -22,6 +22,9 @@ Per-graph labels (the ``labels`` dict of ``dgl.save_graphs``, one row per graph)
     ``CELL``   float32 [n_graphs, 3, 3]  cell vectors as rows (orthorhombic: diagonal)
     ``CUTOFF`` float32 [n_graphs]        neighbour cutoff used (0 for k-NN graphs)
     ``FRAME``  int64   [n_graphs]        frame index inside the source file
+    ``GRAPH_TARGET`` float32 [n_graphs, k]  per-snapshot targets (temperature, energy, ...),
+                                         only in datasets built with ``--graph_target``;
+                                         column names in the manifest's ``graph_target_names``
 The source file of each graph is listed in the manifest, in graph order.
 """
 
@@ -37,6 +40,7 @@ DIST = "dist"  # (n_edges, 1) float32
 CELL = "cell"  # (n_graphs, 3, 3) float32 label
 CUTOFF = "cutoff"  # (n_graphs,) float32 label
 FRAME = "frame"  # (n_graphs,) int64 label
+GRAPH_TARGET = "graph_y"  # (n_graphs, k) float32 label: per-snapshot targets
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"

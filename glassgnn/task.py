@@ -1,4 +1,12 @@
-"""What a run learns: the dataset's graphs, the target columns, their normalisation and the inputs."""
+"""What a run learns: the dataset's graphs, the target columns, their normalisation and the inputs.
+
+Two kinds of task share the training loop:
+
+* ``node``: per-particle targets (``ndata[schema.TARGET]``), loss and metrics over
+  the masked particles;
+* ``graph``: per-snapshot targets (the ``schema.GRAPH_TARGET`` label of each split
+  file, written by ``construct_graph.py --graph_target``), one row per graph.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,31 @@ import dgl
 import torch
 
 from glassgnn import schema
-from glassgnn.config import ConfigError
+from glassgnn.config import TASKS, ConfigError
 from glassgnn.features import feature_dim, node_features
-from glassgnn.run import target_columns, type_names
+from glassgnn.run import TARGET_KEYS, target_columns, type_names
+
+
+def resolve_task(requested: str | None, manifest: dict) -> str:
+    """The run's task: ``requested`` (``--task``) or, when None, the dataset manifest's.
+
+    Raises:
+        ConfigError: the dataset has no targets of the requested kind.
+    """
+    task = requested or manifest.get("task", "node")
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "graph" and not manifest.get("graph_target_names"):
+        raise ConfigError(
+            "task graph: the dataset has no graph targets; "
+            "build it with construct_graph.py --graph_target NAME"
+        )
+    if task == "node" and not manifest.get("target_names"):
+        raise ConfigError(
+            "task node: the dataset has no per-particle targets"
+            + (" (it has graph targets: use --task graph)" if manifest.get("graph_target_names") else "")
+        )
+    return task
 
 
 class Task:
@@ -20,10 +50,19 @@ class Task:
     Args:
         graphs: ``{split: [DGLGraph, ...]}``; ``train`` and ``val`` must be non-empty.
         manifest: the dataset manifest.
-        cfg: resolved configuration (``target``, ``type_encoding``, ``node_fields``).
+        cfg: resolved configuration (``task``, ``target``, ``type_encoding``, ``node_fields``,
+            and ``dataset_dir`` to read graph targets from when they are not given).
+        graph_targets: graph task only: ``{split: [G, k]}`` per-snapshot targets in original
+            units, all manifest columns (default: read from ``cfg["dataset_dir"]``).
     """
 
-    def __init__(self, graphs: dict[str, list[dgl.DGLGraph]], manifest: dict, cfg: dict):
+    def __init__(
+        self,
+        graphs: dict[str, list[dgl.DGLGraph]],
+        manifest: dict,
+        cfg: dict,
+        graph_targets: dict[str, torch.Tensor] | None = None,
+    ):
         for split in ("train", "val"):
             if not graphs.get(split):
                 raise ValueError(
@@ -31,16 +70,21 @@ class Task:
                 )
         self.graphs = graphs
         self.manifest = manifest
+        self.level = resolve_task(cfg.get("task"), manifest)
+        names_key, norm_key = TARGET_KEYS[self.level]
         try:
-            self.columns = target_columns(manifest, cfg["target"])
+            self.columns = target_columns(manifest, cfg["target"], self.level)
         except ValueError as err:
             raise ConfigError(f"target: {err}") from None
-        self.target_names = [manifest["target_names"][c] for c in self.columns]
-        norm = manifest["normalisation"]
+        self.target_names = [manifest[names_key][c] for c in self.columns]
+        norm = manifest[norm_key]
         self.mean = torch.tensor([norm["mean"][c] for c in self.columns], dtype=torch.float32)
         self.std = torch.tensor([norm["std"][c] for c in self.columns], dtype=torch.float32)
         if not bool((self.std > 0).all()):
-            raise ValueError(f"manifest normalisation std {self.std.tolist()} must be positive")
+            raise ValueError(f"manifest {norm_key} std {self.std.tolist()} must be positive")
+        self.graph_targets: dict[str, torch.Tensor] = {}
+        if self.level == "graph":
+            self.graph_targets = self._load_graph_targets(graph_targets, cfg)
         self.num_types = int(manifest["num_types"])
         self.type_names = type_names(manifest)
         self.type_encoding = cfg["type_encoding"]
@@ -52,20 +96,55 @@ class Task:
         self.in_dim = feature_dim(self.num_types, self.type_encoding, [extra[n] for n in self.node_fields])
         self.out_dim = len(self.columns)
 
+    def _load_graph_targets(self, given: dict | None, cfg: dict) -> dict[str, torch.Tensor]:
+        if given is None:
+            from glassgnn.dataset import load_graph_targets  # DGL-file reading only when needed
+
+            given = load_graph_targets(cfg["dataset_dir"])
+        out = {}
+        for split, graphs in self.graphs.items():
+            values = given.get(split)
+            if values is None or len(values) != len(graphs):
+                count = None if values is None else len(values)
+                raise ValueError(f"split {split}: {len(graphs)} graphs but graph targets for {count}")
+            values = torch.as_tensor(values, dtype=torch.float32)[:, self.columns]
+            if not bool(torch.isfinite(values).all()):
+                raise ValueError(f"split {split}: graph targets contain NaN or inf")
+            out[split] = values
+        return out
+
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """[n_atoms, in_dim] model input on the graph's device."""
         return node_features(graph, self.num_types, self.type_encoding, self.node_fields)
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        """[n_atoms, k] learned targets in original units."""
+        """[n_atoms, k] learned per-particle targets in original units (node task)."""
         return graph.ndata[schema.TARGET][:, self.columns]
 
     def normalised_targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        """[n_atoms, k] standardised targets on the graph's device."""
+        """[n_atoms, k] standardised per-particle targets on the graph's device (node task)."""
         return (self.targets(graph) - self.mean.to(graph.device)) / self.std.to(graph.device)
 
+    def batch_targets(
+        self, batch: dgl.DGLGraph, split: str, ids: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised targets of a batch and the rows entering the loss, on the batch's device.
+
+        Args:
+            batch: ``dgl.batch`` of the graphs ``ids`` of ``split``.
+
+        Returns:
+            Node task: [n_atoms, k] and the particle mask [n_atoms]; graph task: [n_graphs, k]
+            and an all-true [n_graphs].
+        """
+        if self.level == "node":
+            return self.normalised_targets(batch), batch.ndata[schema.MASK]
+        values = self.graph_targets[split][torch.as_tensor(ids)].to(batch.device)
+        values = (values - self.mean.to(batch.device)) / self.std.to(batch.device)
+        return values, torch.ones(len(ids), dtype=torch.bool, device=batch.device)
+
     def denormalise(self, pred: torch.Tensor) -> torch.Tensor:
-        """Model output [n_atoms, k] back to original units."""
+        """Model output [n_rows, k] back to original units."""
         return pred * self.std.to(pred.device) + self.mean.to(pred.device)
 
     def normalisation(self) -> dict:

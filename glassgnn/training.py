@@ -28,20 +28,27 @@ from torch.utils.data import DataLoader
 from glassgnn import distributed, outputs, plots, schema
 from glassgnn.augment import augment_graph
 from glassgnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
-from glassgnn.config import RUNTIME_KEYS, SELECTION_METRICS, ConfigError, dump, model_hparams
+from glassgnn.config import (
+    RUNTIME_KEYS,
+    SELECTION_METRICS,
+    ConfigError,
+    dump,
+    model_hparams,
+    readout_config,
+)
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.fileio import write_json, write_text
 from glassgnn.metrics import METRICS
+from glassgnn.run import build_network
 from glassgnn.task import Task
-from models.models import build_model
 
 LOG = outputs.LOGGER
 
 
-def _collate(graphs: list[dgl.DGLGraph], ids: list[int]) -> dgl.DGLGraph:
-    return dgl.batch([graphs[i] for i in ids])
+def _collate(graphs: list[dgl.DGLGraph], ids: list[int]) -> tuple[dgl.DGLGraph, list[int]]:
+    return dgl.batch([graphs[i] for i in ids]), ids
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -62,10 +69,10 @@ def train_epoch(model, optimizer, task: Task, cfg: dict, epoch: int, device, inf
         batches, batch_size=None, collate_fn=partial(_collate, graphs), num_workers=cfg["num_workers"]
     )
     total = 0.0
-    for batch in loader:
+    for batch, ids in loader:
         batch = augment_graph(batch.to(device), cfg["augment"], generator)
         pred = model(graph=batch, feat=task.features(batch))
-        loss = _masked_mse(pred, task.normalised_targets(batch), batch.ndata[schema.MASK])
+        loss = _masked_mse(pred, *task.batch_targets(batch, "train", ids))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg["grad_clip"] > 0:
@@ -137,6 +144,7 @@ def fit(
     overwrite: bool = False,
     info: DistInfo | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
+    graph_targets: dict | None = None,
 ) -> dict:
     """Train one model and write its run directory; returns the results (also in results.json).
 
@@ -150,12 +158,24 @@ def fit(
         info: process group of a torchrun launch (default: single process).
         on_epoch_end: called with the epoch number after each epoch's bookkeeping
             (tests use it to interrupt a run).
+        graph_targets: graph task: ``{split: [G, k]}`` per-snapshot targets (default: read
+            from ``cfg["dataset_dir"]``, see :class:`glassgnn.task.Task`).
+
+    The task (``cfg["task"]``, default the manifest's) decides between per-particle
+    targets and per-snapshot ones; a graph run's model is built by
+    :func:`glassgnn.run.build_network` (the ``readout`` configuration, or cgcnn's own pooling).
     """
     info = info or DistInfo()
     out = Path(output_dir)
     device = distributed.local_device(select_device(cfg["device"]), info)
-    task = Task(graphs, manifest, cfg)
-    resolved = {**cfg, "num_exp": 1, "model": model_hparams(cfg, task.in_dim, task.out_dim)}
+    task = Task(graphs, manifest, cfg, graph_targets)
+    resolved = {
+        **cfg,
+        "num_exp": 1,
+        "task": task.level,
+        "readout": readout_config(cfg) if task.level == "graph" else {},
+        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.level),
+    }
     old = None
     if info.is_main:
         old = outputs.prepare_output_dir(out, resume, overwrite)
@@ -190,7 +210,7 @@ def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo
 
 def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
     seed_everything(cfg["seed"])
-    module = build_model(cfg["model_name"], cfg["model"]).to(device)
+    module = build_network(cfg).to(device)
     opt, sched = make_optimizer(module, cfg)
     metric = cfg["selection_metric"]
     maximise = SELECTION_METRICS[metric]
@@ -284,6 +304,7 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
             final[split] = evaluate(preds[split], task, split)
     results = {
         "model_name": cfg["model_name"],
+        "task": task.level,
         "seed": cfg["seed"],
         "selection": {
             "split": "val",
@@ -316,6 +337,9 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
 
 
 def _write_predictions(task: Task, preds: dict, out: Path) -> None:
+    if task.level == "graph":
+        _write_graph_predictions(task, preds, out)
+        return
     for split, pred in preds.items():
         arrays = outputs.prediction_arrays(pred, task.graphs[split], task.columns, task.sources(split))
         arrays["target_names"] = np.array(task.target_names)
@@ -329,6 +353,27 @@ def _write_predictions(task: Task, preds: dict, out: Path) -> None:
                 arrays["type"][mask],
                 task.type_names,
                 f"{split} (model selected on val)",
+                name,
+                out / f"parity_{split}{suffix}.png",
+            )
+
+
+def _write_graph_predictions(task: Task, preds: dict, out: Path) -> None:
+    """One row per graph in ``predictions_{split}.npz``; a parity plot per target over graphs."""
+    for split, pred in preds.items():
+        arrays = outputs.graph_prediction_arrays(
+            np.concatenate(pred), task.graph_targets[split].numpy(), task.graphs[split], task.sources(split)
+        )
+        arrays["target_names"] = np.array(task.target_names)
+        outputs.write_npz(out / f"predictions_{split}.npz", arrays)
+        for j, name in enumerate(task.target_names):
+            suffix = "" if len(task.target_names) == 1 else f"_{name}"
+            plots.parity(
+                arrays["pred"][:, j],
+                arrays["target"][:, j],
+                None,
+                None,
+                f"{split}, one point per graph (model selected on val)",
                 name,
                 out / f"parity_{split}{suffix}.png",
             )

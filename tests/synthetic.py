@@ -1,4 +1,9 @@
-"""Small synthetic datasets in the layout construct_graph.py writes (for training tests)."""
+"""Small synthetic datasets in the layout construct_graph.py writes (for training tests).
+
+Per-particle: :func:`synthetic_splits` (target from type and coordination number).
+Per-snapshot: :func:`density_snapshot` (target: the mean number of neighbours within
+``NEAR``, a known function of structure that needs distances, not just the graph).
+"""
 
 from __future__ import annotations
 
@@ -81,3 +86,46 @@ def write_dataset(path: Path, graphs: dict[str, list[dgl.DGLGraph]] | None = Non
         dgl.save_graphs(str(path / schema.split_file(split)), gs, labels)
     write_json(path / schema.MANIFEST, synthetic_manifest(graphs))
     return path
+
+
+DENSITY_BOX = 4.0
+DENSITY_CUTOFF = 1.6  # graphs are built at this cutoff ...
+NEAR = 1.0  # ... but the target counts neighbours within this distance
+
+
+def density_snapshot(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ideal-gas snapshot at a random density; target = mean number of neighbours within NEAR.
+
+    The type fraction varies independently of the density, so types alone say nothing.
+
+    Returns:
+        positions [n, 3] in [0, DENSITY_BOX), types [n] in {0, 1}, and the target.
+    """
+    box = np.full(3, DENSITY_BOX)
+    n_atoms = int(rng.uniform(0.3, 1.0) * box.prod())
+    types = (rng.random(n_atoms) < rng.uniform(0.3, 0.7)).astype(np.int64)
+    positions = rng.uniform(0, DENSITY_BOX, (n_atoms, 3))
+    graph = build_graph(positions, types, box, NEAR)
+    return positions, types, graph.num_edges() / n_atoms
+
+
+def synthetic_density_set(rng: np.random.Generator, n_graphs: int) -> tuple[dgl.DGLGraph, torch.Tensor]:
+    """``n_graphs`` :func:`density_snapshot` graphs (cutoff DENSITY_CUTOFF), batched, and targets [n, 1]."""
+    graphs, targets = [], []
+    for _ in range(n_graphs):
+        positions, types, target = density_snapshot(rng)
+        graphs.append(build_graph(positions, types, np.full(3, DENSITY_BOX), DENSITY_CUTOFF))
+        targets.append(target)
+    return dgl.batch(graphs), torch.tensor(targets, dtype=torch.float32).unsqueeze(1)
+
+
+def write_density_files(directory: Path, rng: np.random.Generator, n_files: int, prefix: str) -> list[Path]:
+    """:func:`density_snapshot` configurations as npz files with the scalar ``coordination``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n_files):
+        positions, types, target = density_snapshot(rng)
+        path = directory / f"{prefix}{i:03d}.npz"
+        np.savez(path, positions=positions, types=types + 1, box=np.full(3, DENSITY_BOX), coordination=target)
+        paths.append(path)
+    return paths

@@ -16,6 +16,7 @@ from glassgnn import schema
 from glassgnn.graph import build_graph
 from models.models import build_model
 from models.readout import build_graph_level_model
+from tests.synthetic import synthetic_density_set
 
 SMALL = dict(atom_fea_len=16, n_conv=2, h_fea_len=16, n_h=2, rbf_max=2.0, rbf_step=0.25, rbf_width=0.25)
 BOX = np.full(3, 5.0)
@@ -122,23 +123,6 @@ def test_batched_equals_one_by_one(pooling):
 def test_unknown_pooling_lists_known():
     with pytest.raises(ValueError, match="known: none, mean, sum, max, attention"):
         build_model("cgcnn", {"pooling": "median"})
-
-
-def synthetic_density_set(rng: np.random.Generator, n_graphs: int) -> tuple[dgl.DGLGraph, torch.Tensor]:
-    """Ideal-gas snapshots at random densities; target = mean number of neighbours within 1.0.
-
-    Graphs are built at cutoff 1.6, so the model must resolve distances to count.
-    The type fraction varies independently of the density, so types alone say nothing.
-    """
-    box = np.full(3, 4.0)
-    graphs, targets = [], []
-    for _ in range(n_graphs):
-        n_atoms = int(rng.uniform(0.3, 1.0) * box.prod())
-        types = (rng.random(n_atoms) < rng.uniform(0.3, 0.7)).astype(np.int64)
-        graph = build_graph(rng.uniform(0, box[0], (n_atoms, 3)), types, box, 1.6)
-        graphs.append(graph)
-        targets.append((graph.edata[schema.DIST] < 1.0).sum().item() / n_atoms)
-    return dgl.batch(graphs), torch.tensor(targets).unsqueeze(1)
 
 
 def fit_and_score(model: torch.nn.Module, train, test, steps: int = 100, lr: float = 1e-2) -> float:

@@ -16,7 +16,15 @@ from tqdm import tqdm
 from glassgnn import schema
 from glassgnn.graph import build_graph
 from glassgnn.neighbors import perpendicular_widths, wrap
-from glassgnn.readers import FORMATS, ReaderError, Snapshot, read_snapshots
+from glassgnn.readers import (
+    FORMATS,
+    ReaderError,
+    Snapshot,
+    apply_value_table,
+    graph_values,
+    read_snapshots,
+    read_value_table,
+)
 from glassgnn.readers.base import label_sort_key
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,8 @@ DEFAULT_PARAMS = {
     "target": None,  # field name; None: the reader's default (may be no target)
     "time_index": None,  # bapst: one propensity time index; None: all
     "mask_types": None,  # type labels in loss and metrics, or "all"; None: the reader's default
+    "graph_target": None,  # [names] of per-snapshot values stored as graph labels; None: none
+    "graph_target_csv": None,  # side table of per-snapshot values (glassgnn.readers.graph_values)
 }
 
 
@@ -54,6 +64,15 @@ def check_params(params: dict) -> dict:
             raise ValueError(f"pair cutoff {pair}={value}: expected 'LABEL-LABEL' and a positive number")
     if params["pair_cutoffs"] and knn is not None:
         raise ValueError("per-pair cutoffs and knn cannot be combined")
+    names = params["graph_target"]
+    if names is not None:
+        if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"graph_target must be a non-empty list of names, got {names!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"graph_target names repeat: {names}")
+        params["graph_target"] = list(names)
+    if params["graph_target_csv"] is not None:
+        params["graph_target_csv"] = os.path.abspath(params["graph_target_csv"])
     return params
 
 
@@ -74,7 +93,12 @@ def _pair_matrix(snapshot: Snapshot, params: dict) -> np.ndarray | None:
 
 
 def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> tuple[dgl.DGLGraph, dict]:
-    """Graph of one snapshot (types still in the snapshot's own mapping) and its record."""
+    """Graph of one snapshot (types still in the snapshot's own mapping) and its record.
+
+    The record's ``"graph_target"`` is the [k] float64 row of per-snapshot targets, or
+    None without ``params["graph_target"]``; a missing or non-numeric value is an error
+    with ``require_target``, a row of NaN otherwise (prediction on new files).
+    """
     target = params["target"] or snapshot.default_target
     if params["target"] and params["target"] not in snapshot.fields and require_target:
         raise ReaderError(
@@ -134,12 +158,29 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         },
         "cell": snapshot.cell,
         "units": snapshot.units,
+        "graph_target": _graph_target_row(snapshot, params["graph_target"], require_target),
     }
     return graph, record
 
 
+def _graph_target_row(snapshot: Snapshot, names: list[str] | None, require: bool) -> np.ndarray | None:
+    if not names:
+        return None
+    try:
+        return graph_values(snapshot, names)
+    except ReaderError:
+        if require:
+            raise
+        return np.full(len(names), np.nan)
+
+
 def _process_file(path: str, params: dict, require_target: bool = True) -> list[tuple[dgl.DGLGraph, dict]]:
     snapshots = read_snapshots(path, params["format"], time_index=params["time_index"])
+    table_path = params["graph_target_csv"]
+    if params["graph_target"] and table_path and (require_target or os.path.isfile(table_path)):
+        table = read_value_table(table_path)  # small; re-read per file so workers need no shared state
+        for snapshot in snapshots:
+            apply_value_table(snapshot, table)
     return [_snapshot_graph(snapshot, params, require_target) for snapshot in snapshots]
 
 
@@ -200,6 +241,9 @@ def build_graphs(
 ) -> list[dgl.DGLGraph]:
     """Graphs of every frame of every file, built with a dataset's parameters.
 
+    :func:`build_graphs_and_labels` also returns the per-graph labels (cell, frame,
+    per-snapshot targets). Arguments:
+
     Args:
         paths: input files.
         graph_params: ``manifest["graph"]`` (see :data:`DEFAULT_PARAMS`).
@@ -209,13 +253,52 @@ def build_graphs(
         require_target: fail when a file lacks the target field; otherwise such a
             graph gets ``ndata["y"]`` of shape [n_atoms, 0] (prediction on new data).
     """
+    return build_graphs_and_labels(paths, graph_params, type_map, num_workers, progress, require_target)[0]
+
+
+def build_graphs_and_labels(
+    paths: list[str],
+    graph_params: dict,
+    type_map: dict[str, int] | None = None,
+    num_workers: int = 1,
+    progress: bool = False,
+    require_target: bool = False,
+) -> tuple[list[dgl.DGLGraph], dict[str, torch.Tensor]]:
+    """:func:`build_graphs` plus the per-graph labels a dataset split stores.
+
+    Returns:
+        The graphs and ``{schema.CELL: [G, 3, 3], schema.CUTOFF: [G], schema.FRAME: [G]}``
+        plus, when ``graph_params["graph_target"]`` names per-snapshot targets,
+        ``schema.GRAPH_TARGET``: [G, k] float32 in original units (rows of NaN for
+        frames without them when ``require_target`` is False).
+    """
     params = check_params(graph_params)
     results = build_records([str(p) for p in paths], params, num_workers, progress, require_target)
     records = [record for _, record in results]
     type_map = type_map or union_type_map(records)
     for graph, record in results:
         apply_type_map(graph, record, type_map)
-    return [graph for graph, _ in results]
+    return [graph for graph, _ in results], graph_labels(records, params)
+
+
+def graph_labels(records: list[dict], params: dict) -> dict[str, torch.Tensor]:
+    """Per-graph labels of :mod:`glassgnn.schema` (CELL, CUTOFF, FRAME, GRAPH_TARGET) from records."""
+    cutoff = 0.0 if params["knn"] else params["cutoff"] or 0.0  # schema: 0 marks k-NN graphs
+    if params["pair_cutoffs"]:
+        cutoff = max([cutoff, *params["pair_cutoffs"].values()])
+    labels = {
+        schema.CELL: torch.tensor(
+            np.array([r["cell"] for r in records]).reshape(-1, 3, 3), dtype=torch.float32
+        ),
+        schema.CUTOFF: torch.full((len(records),), float(cutoff), dtype=torch.float32),
+        schema.FRAME: torch.tensor([record["frame"] for record in records], dtype=torch.int64),
+    }
+    if params["graph_target"]:
+        rows = np.array([record["graph_target"] for record in records]).reshape(
+            -1, len(params["graph_target"])
+        )
+        labels[schema.GRAPH_TARGET] = torch.tensor(rows, dtype=torch.float32)
+    return labels
 
 
 def expand_globs(patterns: list[str], flag: str) -> list[str]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from glassgnn import schema
-from glassgnn.dataset.build import apply_type_map, build_records, check_params, union_type_map
+from glassgnn.dataset.build import apply_type_map, build_records, check_params, graph_labels, union_type_map
 from glassgnn.fileio import atomic_directory, sha256, write_json
 from glassgnn.readers import ReaderError
 
@@ -32,8 +32,27 @@ def load_split(directory: str | os.PathLike, split: str) -> list[dgl.DGLGraph]:
 
 
 def load_split_labels(directory: str | os.PathLike, split: str) -> dict[str, torch.Tensor]:
-    """Per-graph labels of a split: ``schema.CELL`` [G, 3, 3], ``CUTOFF`` [G], ``FRAME`` [G]."""
+    """Per-graph labels of a split: ``schema.CELL`` [G, 3, 3], ``CUTOFF`` [G], ``FRAME`` [G],
+    and in a graph-task dataset ``GRAPH_TARGET`` [G, k] (original units)."""
     return _load(directory, split)[1]
+
+
+def load_graph_targets(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """``{split: [G, k] float32}`` per-snapshot targets of every split file present.
+
+    Raises:
+        ValueError: the dataset was built without ``--graph_target``.
+    """
+    manifest = load_manifest(directory)
+    if manifest.get("task") != "graph":
+        raise ValueError(
+            f"{directory}: the dataset has no graph targets; build it with construct_graph.py --graph_target"
+        )
+    return {
+        split: _load(directory, split)[1][schema.GRAPH_TARGET]
+        for split in schema.SPLITS
+        if (Path(directory) / schema.split_file(split)).is_file()
+    }
 
 
 def _load(directory, split):
@@ -41,11 +60,15 @@ def _load(directory, split):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing split file; run construct_graph.py")
     if path.stat().st_size == 0:
-        return [], {
+        labels = {
             schema.CELL: torch.zeros(0, 3, 3),
             schema.CUTOFF: torch.zeros(0),
             schema.FRAME: torch.zeros(0, dtype=torch.int64),
         }
+        names = load_manifest(directory).get("graph_target_names", [])
+        if names:
+            labels[schema.GRAPH_TARGET] = torch.zeros(0, len(names))
+        return [], labels
     graphs, labels = dgl.load_graphs(str(path))
     for graph in graphs:  # dgl.save_graphs stores bool as uint8
         graph.ndata[schema.MASK] = graph.ndata[schema.MASK].bool()
@@ -142,7 +165,10 @@ def construct_dataset(
         overwrite: replace an existing ``output_dir`` (only once the new one is complete).
         progress: tqdm bar over files.
 
-    Normalisation mean/std come from the train split only, over masked particles.
+    Normalisation mean/std come from the train split only, over masked particles; with
+    ``params["graph_target"]`` the per-snapshot targets are stored as the split files'
+    ``schema.GRAPH_TARGET`` label, the manifest gets ``"task": "graph"``,
+    ``"graph_target_names"`` and ``"graph_normalisation"`` (train graphs only).
     """
     params = check_params(params)
     if not splits.get("train"):
@@ -167,7 +193,11 @@ def construct_dataset(
         if target_names and len(train_targets) == 0:
             raise ValueError("no masked particle in the train split: check --mask_types")
         std = train_targets.std(axis=0) if len(target_names) else np.zeros(0)
+        graph_names = params["graph_target"] or []
+        train_graph = _graph_targets([record for _, record in built["train"]], len(graph_names))
+        graph_std = train_graph.std(axis=0)
         manifest = {
+            "task": "graph" if graph_names else "node",
             "type_map": type_map,
             "num_types": len(type_map),
             "target_names": target_names,
@@ -175,6 +205,11 @@ def construct_dataset(
                 "mean": train_targets.mean(axis=0).tolist() if len(target_names) else [],
                 # A constant target would divide by zero: its scale is left at 1.
                 "std": np.where(std > 0, std, 1.0).tolist(),
+            },
+            "graph_target_names": graph_names,
+            "graph_normalisation": {
+                "mean": train_graph.mean(axis=0).tolist() if graph_names else [],
+                "std": np.where(graph_std > 0, graph_std, 1.0).tolist(),
             },
             "extra_fields": first["extra_fields"],
             "units": first["units"],
@@ -194,22 +229,25 @@ def construct_dataset(
                 "graphs": [{key: record[key] for key in keep} for record in records],
                 "target_stats": _column_stats(_masked_targets(graphs, len(target_names)), target_names),
             }
+            if graph_names:
+                manifest["splits"][split]["graph_target_stats"] = _column_stats(
+                    _graph_targets(records, len(graph_names)), graph_names
+                )
         sources = dict.fromkeys(record["source"] for record in everything)
         manifest["inputs"] = [{"path": os.path.abspath(path), "sha256": sha256(path)} for path in sources]
         write_json(tmp / schema.MANIFEST, manifest)
     return manifest
 
 
+def _graph_targets(records: list[dict], width: int) -> np.ndarray:
+    """Per-snapshot targets of ``records``, [n_graphs, k] float64 (k = 0: no graph target)."""
+    if width == 0:
+        return np.zeros((len(records), 0))
+    return np.array([record["graph_target"] for record in records], dtype=np.float64).reshape(-1, width)
+
+
 def _save_split(path: Path, graphs: list[dgl.DGLGraph], records: list[dict], params: dict) -> None:
     if not graphs:
         path.write_bytes(b"")  # DGL cannot save an empty list; load_split reads this as []
         return
-    cutoff = 0.0 if params["knn"] else params["cutoff"] or 0.0  # schema: 0 marks k-NN graphs
-    if params["pair_cutoffs"]:
-        cutoff = max([cutoff, *params["pair_cutoffs"].values()])
-    labels = {
-        schema.CELL: torch.tensor(np.stack([record["cell"] for record in records]), dtype=torch.float32),
-        schema.CUTOFF: torch.full((len(graphs),), float(cutoff), dtype=torch.float32),
-        schema.FRAME: torch.tensor([record["frame"] for record in records], dtype=torch.int64),
-    }
-    dgl.save_graphs(str(path), graphs, labels)
+    dgl.save_graphs(str(path), graphs, graph_labels(records, params))

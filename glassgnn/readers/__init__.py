@@ -14,7 +14,8 @@ npz       ``.npz``                                   :mod:`glassgnn.readers.npz`
 
 ``auto`` picks by file extension; a pickle is ``bapst`` when it has propensity
 trajectories or targets, ``symgnn`` otherwise; an unknown extension is sniffed for a
-LAMMPS header.
+LAMMPS header. Per-snapshot values (temperature, energy, ...) are in each snapshot's
+``metadata``: see :mod:`glassgnn.readers.graph_values`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from glassgnn.readers.base import ReaderError, Snapshot, encode_types, validate
 from glassgnn.readers.extxyz import read_extxyz
+from glassgnn.readers.graph_values import apply_value_table, graph_values, read_value_table
 from glassgnn.readers.lammps import read_lammps
 from glassgnn.readers.npz import read_npz
 from glassgnn.readers.pickles import is_bapst, load_pickle, propensity, read_bapst, read_symgnn
@@ -42,10 +44,13 @@ __all__ = [
     "FORMATS",
     "ReaderError",
     "Snapshot",
+    "apply_value_table",
     "detect_format",
     "encode_types",
+    "graph_values",
     "propensity",
     "read_snapshots",
+    "read_value_table",
 ]
 
 

@@ -2,7 +2,8 @@
 
 Every frame must be periodic in all three directions. Types are the chemical symbols
 (or a ``type`` per-atom column when present); every other per-atom array, and any
-per-atom result stored with the frame (e.g. ``forces``), becomes a field.
+per-atom result stored with the frame (e.g. ``forces``), becomes a field. The frame's
+``info`` keys and scalar results (e.g. ``energy``) are per-snapshot values (metadata).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ def read_extxyz(path: str | Path) -> list[Snapshot]:
                 path, f"frame {frame}: not periodic in all directions (pbc={atoms.pbc.tolist()})"
             )
         arrays = dict(atoms.arrays)
+        metadata = {k: v for k, v in atoms.info.items() if isinstance(v, int | float | str)}
         if atoms.calc is not None:
-            arrays.update(
-                {k: v for k, v in atoms.calc.results.items() if np.ndim(v) >= 1 and len(v) == len(atoms)}
-            )
+            results = atoms.calc.results
+            arrays.update({k: v for k, v in results.items() if np.ndim(v) >= 1 and len(v) == len(atoms)})
+            # ASE moves per-frame `energy`, `free_energy`, ... from the comment line to the calculator.
+            metadata.update({k: float(v) for k, v in results.items() if np.ndim(v) == 0})
         labels = arrays["type"] if "type" in arrays else np.array(atoms.get_chemical_symbols())
         types, type_labels = encode_types(path, labels)
         fields = {}
@@ -56,7 +59,7 @@ def read_extxyz(path: str | Path) -> list[Snapshot]:
                 source=str(path),
                 frame=frame,
                 fields=fields,
-                metadata={k: v for k, v in atoms.info.items() if isinstance(v, int | float | str)},
+                metadata=metadata,
             )
         )
     return snapshots

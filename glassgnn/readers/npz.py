@@ -2,7 +2,8 @@
 
 Keys: ``positions`` [n_atoms, 3], ``types`` [n_atoms], ``box`` (3,) lengths or (3, 3)
 cell vectors as rows, optional ``origin`` (3,) (default 0), and any per-atom array
-([n_atoms] or [n_atoms, k]) as a field; ``targets`` is the default target.
+([n_atoms] or [n_atoms, k]) as a field; ``targets`` is the default target. Scalar
+(0-d) arrays are per-snapshot values (metadata), e.g. ``temperature``.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def read_npz(path: str | Path) -> list[Snapshot]:
         raise ReaderError(path, f"positions must have shape (N, 3), got {positions.shape}")
     origin = np.asarray(data.get("origin", np.zeros(3)), dtype=np.float64)
     types, labels = encode_types(path, data["types"])
-    fields = {}
+    fields, metadata = {}, {}
     for key, value in data.items():
         if key in ("positions", "types", "box", "origin"):
+            continue
+        if value.ndim == 0:  # a per-snapshot value (temperature, energy, ...)
+            metadata[key] = value.item() if value.dtype.kind in "fiub" else str(value)
             continue
         if value.dtype.kind not in "fiub" or value.ndim not in (1, 2):
             raise ReaderError(path, f"key {key!r} is not a per-atom numeric array (shape {value.shape})")
@@ -51,5 +55,6 @@ def read_npz(path: str | Path) -> list[Snapshot]:
             source=str(path),
             fields=fields,
             default_target=NPZ_TARGET if NPZ_TARGET in fields else None,
+            metadata=metadata,
         )
     ]
