@@ -141,6 +141,27 @@ def computation_subgraph(graph: dgl.DGLGraph, node: int, num_hops: int) -> tuple
     return pruned, center
 
 
+def with_subgraph_context(model: nn.Module, graph: dgl.DGLGraph) -> dgl.DGLGraph:
+    """``graph`` carrying the node data the model needs to give its outputs on a subgraph.
+
+    A model whose outputs depend on more than the L-hop neighbourhood, e.g. a GCN
+    normalised by its neighbours' degrees (set by particles one hop further),
+    declares ``model.subgraph_context(graph) -> {key: [n_atoms, ...] tensor}``; the
+    subgraphs then carry those values, so every explained subgraph gives the
+    full-graph prediction. Other models get ``graph`` itself.
+
+    Returns:
+        ``graph``, or a view of it (``local_var``: the caller's graph is unchanged)
+        with the context added to ``ndata``.
+    """
+    context = getattr(model, "subgraph_context", None)
+    if context is None:
+        return graph
+    graph = graph.local_var()
+    graph.ndata.update(context(graph))
+    return graph
+
+
 def khop_subgraphs(
     graph: dgl.DGLGraph, nodes: Sequence[int], num_hops: int
 ) -> tuple[dgl.DGLGraph, torch.Tensor, list[dgl.DGLGraph], list[int]]:
@@ -207,6 +228,7 @@ def explain_gnnexplainer(
     settings = settings or GNNExplainerSettings()
     out: list[Explanation] = []
     device = feat.device
+    graph = with_subgraph_context(model, graph)
     with frozen(model, cache=True):
         for start in range(0, len(nodes), settings.batch_size):
             chunk = list(nodes[start : start + settings.batch_size])
@@ -342,7 +364,7 @@ def fidelity(
         scale: [out_dim] factors that turn output units into target units (the
             normalisation std); ones when absent.
     """
-    sub = explained_subgraph(graph, explanation)
+    sub = explained_subgraph(with_subgraph_context(model, graph), explanation)
     _, bond_imp, bond_of_edge = bonds(explanation.src, explanation.dst, explanation.importance)
     n_bonds = len(bond_imp)
     k = min(k, n_bonds)

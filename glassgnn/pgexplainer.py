@@ -31,7 +31,13 @@ import torch
 from torch import nn
 
 from glassgnn import schema
-from glassgnn.explanation import Explanation, check_per_particle, khop_subgraphs, make_explanation
+from glassgnn.explanation import (
+    Explanation,
+    check_per_particle,
+    khop_subgraphs,
+    make_explanation,
+    with_subgraph_context,
+)
 from glassgnn.frozen_model import frozen
 
 
@@ -154,6 +160,7 @@ def explain_pgexplainer(
     gen = torch.Generator().manual_seed(seed)
     nodes = list(nodes)
     bs = settings.batch_size
+    graph = with_subgraph_context(model, graph)
     with frozen(model, cache=True):
         with torch.no_grad():
             z = _embedding(model, graph, feat)  # once, on the full graph

@@ -6,7 +6,16 @@ Convolutional Networks", ICLR 2017, arXiv:1609.02907.
 Each layer is DGL's ``GraphConv`` with symmetric normalisation,
 h' = act(D^-1/2 (A + I) D^-1/2 h W), where the identity is the paper's
 renormalisation trick (self-loops added at every call; set ``self_loops: false``
-when the dataset's graphs already contain self-pairs). The model sees the
+when the dataset's graphs already contain self-pairs). The degrees are edge
+counts (an edge weight scales the message, not the degree), as in ``GraphConv``.
+
+The normalisation is folded into the edge weights here (GraphConv with
+``norm='none'``, same parameters and outputs as ``norm='both'``) so that the
+degrees can come from the full graph when the model runs on a subgraph: a
+particle's output depends on its neighbours' degrees, i.e. on particles one hop
+beyond its L-hop neighbourhood. :meth:`GCN.subgraph_context` gives those degrees
+as node data; a subgraph that carries them (``dgl.khop_in_subgraph`` and
+``dgl.node_subgraph`` copy node data) gives exactly the full-graph prediction. The model sees the
 graph's topology only, never distances or directions, so it is invariant under
 any rotation of the configuration that keeps the graph. Encoder and decoder
 MLPs follow the SymGNN repository's GCN baseline (Li et al., ICML 2024).
@@ -23,6 +32,10 @@ from torch import nn
 
 from models.common import edge_weights, mlp
 from models.models import ModelConfig, register_model
+
+# Node data of :meth:`GCN.subgraph_context`: in- and out-degree in the full graph, [n_atoms] float.
+FULL_IN_DEGREE = "gcn_full_in_degree"
+FULL_OUT_DEGREE = "gcn_full_out_degree"
 
 
 @dataclass
@@ -50,21 +63,38 @@ class GCN(nn.Module):
         self.self_loops = config.self_loops
         self.encoder = mlp([config.in_dim, d, d], last_activation=True)
         self.convs = nn.ModuleList(
-            GraphConv(d, d, norm="both", activation=nn.functional.relu, allow_zero_in_degree=True)
+            GraphConv(d, d, norm="none", activation=nn.functional.relu, allow_zero_in_degree=True)
             for _ in range(config.num_layers)
         )
         self.dropout = nn.Dropout(config.dropout)
         self.decoder = mlp([d, d, d, config.out_dim])
 
+    def subgraph_context(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
+        """What a subgraph of ``graph`` must carry as node data to give ``graph``'s outputs:
+        every particle's in- and out-degree in ``graph`` (or those ``graph`` already carries,
+        when it is itself such a subgraph), [n_atoms] float each."""
+        if FULL_IN_DEGREE in graph.ndata:
+            return {key: graph.ndata[key] for key in (FULL_IN_DEGREE, FULL_OUT_DEGREE)}
+        return {FULL_IN_DEGREE: graph.in_degrees().float(), FULL_OUT_DEGREE: graph.out_degrees().float()}
+
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
         weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
+        if FULL_IN_DEGREE in graph.ndata:
+            deg_in, deg_out = graph.ndata[FULL_IN_DEGREE], graph.ndata[FULL_OUT_DEGREE]
+        else:
+            deg_in, deg_out = graph.in_degrees(), graph.out_degrees()
+        deg_in, deg_out = deg_in.to(feat.dtype), deg_out.to(feat.dtype)
         if self.self_loops:
             n = graph.num_nodes()
             # add_self_loop appends the new edges after the existing ones, so weights line up.
             graph = dgl.add_self_loop(graph)
             weight = torch.cat([weight, weight.new_ones(n)])
+            deg_in, deg_out = deg_in + 1, deg_out + 1
+        # D_in^-1/2 A D_out^-1/2 as edge weights: GraphConv's norm='both' (degrees clamped at 1).
+        src, dst = graph.edges()
+        weight = weight * (deg_out.clamp(min=1)[src.long()] * deg_in.clamp(min=1)[dst.long()]).rsqrt()
         h = self.encoder(feat)
         for i, conv in enumerate(self.convs):
             if i:

@@ -153,6 +153,40 @@ def test_fidelity_limits(setup):
     assert some["k"] == 3 and min(some["plus"], some["minus"], some["random"]) >= 0
 
 
+def test_gcn_normalisation_is_graphconvs_and_local_with_full_graph_degrees():
+    """gcn folds D^-1/2 (A + I) D^-1/2 into its edge weights: the same outputs as DGL's
+    GraphConv(norm='both'); on a subgraph without the full graph's degrees the explained
+    particle's prediction differs, with them (the explainers' path) it is the full one."""
+    from models.gcn import FULL_IN_DEGREE
+
+    torch.manual_seed(0)
+    graph = small_graph(3, n=50, box=5.0)
+    feat = node_features(graph, 2)
+    model = build_model("gcn", {"in_dim": 2, "out_dim": 1, "num_layers": 2}).eval()
+    weight = torch.rand(graph.num_edges(), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(graph=graph, feat=feat, eweight=weight)
+        looped = dgl.add_self_loop(graph)
+        h = model.encoder(feat)
+        for conv in model.convs:
+            reference = dgl.nn.GraphConv(
+                32, 32, norm="both", activation=torch.relu, allow_zero_in_degree=True
+            )
+            reference.load_state_dict(conv.state_dict())
+            h = reference(looped, h, edge_weight=torch.cat([weight, torch.ones(graph.num_nodes())]))
+        torch.testing.assert_close(out, model.decoder(h))
+        full = model(graph=graph, feat=feat)
+        nodes = [1, 20, 41]
+        plain, centers, _, _ = ex.khop_subgraphs(graph, nodes, 2)
+        assert FULL_IN_DEGREE not in plain.ndata
+        truncated = model(graph=plain, feat=feat[plain.ndata[dgl.NID].long()])[centers]
+        assert (truncated - full[nodes]).abs().max() > 1e-4
+        batch, centers, _, _ = ex.khop_subgraphs(ex.with_subgraph_context(model, graph), nodes, 2)
+        sub = model(graph=batch, feat=feat[batch.ndata[dgl.NID].long()])[centers]
+    torch.testing.assert_close(sub, full[nodes], atol=1e-6, rtol=1e-5)
+    assert FULL_IN_DEGREE not in graph.ndata  # the caller's graph is left as it was
+
+
 def test_bonds_pair_directions():
     src, dst = np.array([0, 1, 1, 2, 2]), np.array([1, 0, 2, 1, 2])
     pairs, importance, bond_of_edge = ex.bonds(src, dst, np.array([0.2, 0.4, 1.0, 0.0, 0.9]))
@@ -238,10 +272,10 @@ def test_edge_mask_acts_and_the_memoised_model_is_exact(name):
         )
     except ValueError:
         pytest.skip(f"{name} declares no message-passing depth (num_message_passing)")
-    if name == "gcn":
-        pytest.xfail("GraphConv(norm='both') divides by senders' out-degrees, set by particles beyond L hops")
     with torch.no_grad():
-        batch, centers, _, _ = ex.khop_subgraphs(graph, [0, 11, 25], depth)
+        # gcn: the subgraphs carry the full graph's degrees (model.subgraph_context).
+        context_graph = ex.with_subgraph_context(model, graph)
+        batch, centers, _, _ = ex.khop_subgraphs(context_graph, [0, 11, 25], depth)
         sub = model(graph=batch, feat=0.9 * feat[batch.ndata[dgl.NID].long()])[centers]
     torch.testing.assert_close(sub, full[[0, 11, 25]], atol=1e-5, rtol=1e-4)
     assert all(p.requires_grad for p in model.parameters())
