@@ -326,7 +326,14 @@ def convert(
             "learning_rate": 1e-4,
             "grad_clip": 1.0,
             "augment": "cubic",
-            "model": model_hparams({"model_name": "bapst", "model": {"preset": "deepmind"}}, 1, 1),
+            # The network's hyperparameters; "fast" (how it is computed, not what) keeps its default.
+            "model": {
+                key: value
+                for key, value in model_hparams(
+                    {"model_name": "bapst", "model": {"preset": "deepmind"}}, 1, 1
+                ).items()
+                if key != "fast"
+            },
         }
         write_text(tmp / "config.yaml", dump(config))
         write_json(tmp / schema.MANIFEST, _manifest(prefix, time_index))

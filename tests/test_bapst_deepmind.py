@@ -258,8 +258,9 @@ def _brute_force(model, graph, feat, eweight, sequential):
     return model.decoder(h)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
 @pytest.mark.parametrize("order", ["parallel", "sequential"])
-def test_message_passing_equals_brute_force(order):
+def test_message_passing_equals_brute_force(order, fast):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     positions, types = rng.uniform(0, 4, (7, 3)), rng.integers(0, 3, 7)
@@ -267,7 +268,7 @@ def test_message_passing_equals_brute_force(order):
     graph.edata[schema.DISP] = graph.edata[schema.DISP].double()
     feat = torch.nn.functional.one_hot(torch.as_tensor(types), 3).double()
     config = dict(in_dim=3, out_dim=2, latent_dim=8, mlp_hidden=[8], decoder_hidden=[8], num_steps=3)
-    model = build_model("bapst", {**config, "update_order": order}).double()
+    model = build_model("bapst", {**config, "update_order": order, "fast": fast}).double()
     eweight = torch.rand(graph.num_edges(), dtype=torch.float64)
     with torch.no_grad():
         expected = _brute_force(model, graph, feat, eweight, order == "sequential")
