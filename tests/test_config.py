@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from glassgnn.config import ConfigError, defaults, dump, load_resolved, model_hparams, resolve
+from glassgnn.config import ConfigError, defaults, dump, load_resolved, model_hparams, readout_config, resolve
 from tests.conftest import REPO
 
 
@@ -93,3 +93,47 @@ def test_repository_train_conf_is_valid_for_every_model():
 
     for name in model_names():
         resolve({"model_name": name, "dataset_dir": "d"}, REPO / "train.conf.yaml")
+
+
+def test_readout_merges_key_by_key_global_model_section_flag(tmp_path):
+    import train
+
+    path = _conf(
+        tmp_path,
+        {"global": {"readout": {"op": "sum", "hidden_dim": 8}}, "mlp": {"readout": {"hidden_dim": 16}}},
+    )
+    flags = vars(train.build_parser().parse_args(["--readout", "head_dims=[4, 4]", "use_mask=true"]))
+    assert flags["readout"] == {"head_dims": [4, 4], "use_mask": True}
+    cfg = resolve({"model_name": "mlp", "dataset_dir": "d", "readout": flags["readout"]}, path)
+    assert cfg["readout"] == {"op": "sum", "hidden_dim": 16, "head_dims": [4, 4], "use_mask": True}
+    assert readout_config(resolve({"model_name": "mlp", "dataset_dir": "d"}, None)) == {
+        "op": "mean",
+        "hidden_dim": 0,
+        "head_dims": [],
+        "use_mask": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("readout", "message"),
+    [
+        ({"pool": "mean"}, "unknown readout key 'pool'; known: op, hidden_dim"),
+        ({"op": "median"}, "readout.op must be one of mean, sum, max, attention"),
+        ({"hidden_dim": -1}, "readout.hidden_dim must be >= 0"),
+    ],
+)
+def test_bad_readout_names_the_key(tmp_path, readout, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve({"model_name": "mlp", "dataset_dir": "d"}, _conf(tmp_path, {"global": {"readout": readout}}))
+
+
+def test_cgcnn_pools_itself_in_a_graph_task_and_never_in_a_node_task(tmp_path):
+    cfg = resolve({"model_name": "cgcnn", "dataset_dir": "d", "readout": {"op": "max"}}, None)
+    assert model_hparams(cfg, 2, 1, task="graph")["pooling"] == "max"
+    assert model_hparams(cfg, 2, 1, task="node")["pooling"] == "none"
+    pooled = resolve(
+        {"model_name": "cgcnn", "dataset_dir": "d"}, _conf(tmp_path, {"cgcnn": {"pooling": "sum"}})
+    )
+    assert model_hparams(pooled, 2, 1, task="graph")["pooling"] == "sum"  # its section wins
+    with pytest.raises(ConfigError, match="pooling 'sum' gives one value per graph but the task is node"):
+        model_hparams(pooled, 2, 1, task="node")

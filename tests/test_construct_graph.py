@@ -13,7 +13,14 @@ import torch
 
 import construct_graph
 from glassgnn import schema
-from glassgnn.dataset import build_graphs, load_manifest, load_split, load_split_labels
+from glassgnn.dataset import (
+    build_graphs,
+    build_graphs_and_labels,
+    load_graph_targets,
+    load_manifest,
+    load_split,
+    load_split_labels,
+)
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
 from tests.reader_fixtures import configuration, write_bapst, write_lammps, write_npz, write_symgnn
 
@@ -116,6 +123,7 @@ def test_target_and_extra_fields_and_rebuild(tmp_path):
         out,
     )
     assert manifest["target_names"] == ["pot"] and manifest["graph"]["target"] == "pot"
+    assert manifest["task"] == "node" and manifest["graph_target_names"] == []
     assert sorted(manifest["extra_fields"]) == ["press", "trajectory_start_velocities", "von"]
     (graph,) = load_split(out, "train")
     with open(tmp_path / "a.pickle", "rb") as handle:
@@ -221,6 +229,7 @@ def _bad_inputs(tmp_path):
     positions, types, values = configuration(0)
     flat = np.array([[5.0, 0, 0], [0, 5.0, 0], [5.0, 5.0, 0]])
     write_npz(tmp_path / "degenerate.npz", positions, types, values, box=flat)
+    write_bapst(tmp_path / "ka.pickle")
     write_lammps(tmp_path / "truncated.dump", [configuration(0)])
     lines = (tmp_path / "truncated.dump").read_text().splitlines()
     (tmp_path / "truncated.dump").write_text("\n".join(lines[:-5]) + "\n")
@@ -244,6 +253,16 @@ def _bad_inputs(tmp_path):
         "cutoff negative": ("valid.pickle", "cutoff must be a positive", ["--cutoff", "-2"]),
         "no glob match": ("nothing_*.pickle", "no input matched --train", []),
         "unknown mask type": ("valid.pickle", "type label(s) ['7'] not found", ["--mask_types", "7"]),
+        "missing graph target": (
+            "valid.pickle",
+            "graph target 'energy' is missing",
+            ["--graph_target", "energy"],
+        ),
+        "non-numeric graph target": (
+            "ka.pickle",
+            "graph target 'fluid' is not a number",
+            ["--graph_target", "fluid"],
+        ),
     }
 
 
@@ -267,6 +286,8 @@ BAD = [
     "cutoff negative",
     "no glob match",
     "unknown mask type",
+    "missing graph target",
+    "non-numeric graph target",
 ]
 
 
@@ -304,3 +325,79 @@ def test_bad_input_in_a_worker_process_gives_the_same_one_line_error(tmp_path):
         )
     assert str(exit_info.value.code).endswith("bad.pickle: empty file")
     assert not (tmp_path / "out").exists()
+
+
+def test_graph_targets_round_trip_with_train_only_normalisation(tmp_path):
+    temperatures = {"train": [0.5, 0.6, 0.9], "val": [0.7], "test": [0.8]}
+    files = {}
+    for split, values in temperatures.items():
+        files[split] = []
+        for i, temperature in enumerate(values):
+            path = tmp_path / f"{split}{i}.npz"
+            write_npz(path, *configuration(i), temperature=temperature, energy=-2.0 * temperature)
+            files[split].append(path)
+    out = tmp_path / "ds"
+    manifest = run(
+        *("--train", *files["train"], "--val", *files["val"], "--test", *files["test"]),
+        *("--cutoff", "3.0", "--graph_target", "temperature", "energy", "--output_dir", out),
+    )
+    train = np.array([[t, -2.0 * t] for t in temperatures["train"]])
+    assert manifest["task"] == "graph" and manifest["graph_target_names"] == ["temperature", "energy"]
+    np.testing.assert_allclose(manifest["graph_normalisation"]["mean"], train.mean(0))
+    np.testing.assert_allclose(manifest["graph_normalisation"]["std"], train.std(0))
+    assert manifest["splits"]["test"]["graph_target_stats"]["temperature"]["mean"] == 0.8
+    assert load_manifest(out) == manifest
+    stored = load_graph_targets(out)
+    for split, values in temperatures.items():
+        expected = torch.tensor([[t, -2.0 * t] for t in values], dtype=torch.float32)
+        assert torch.equal(load_split_labels(out, split)[schema.GRAPH_TARGET], expected)
+        assert torch.equal(stored[split], expected)
+    # predict.py's path: rebuilding with the manifest's parameters gives the same labels
+    graphs, labels = build_graphs_and_labels(files["test"], manifest["graph"], type_map=manifest["type_map"])
+    assert torch.equal(labels[schema.GRAPH_TARGET], stored["test"]) and len(graphs) == 1
+    # a file without the value: an error naming that file for the dataset, NaN for prediction
+    write_npz(tmp_path / "plain.npz", *configuration(7))
+    with pytest.raises(SystemExit, match=r"plain\.npz: frame 0: graph target 'temperature' is missing"):
+        run(
+            "--train",
+            *files["train"],
+            tmp_path / "plain.npz",
+            "--cutoff",
+            "3",
+            "--graph_target",
+            "temperature",
+            "--output_dir",
+            tmp_path / "bad",
+        )
+    assert not (tmp_path / "bad").exists()
+    _, labels = build_graphs_and_labels([tmp_path / "plain.npz"], manifest["graph"], manifest["type_map"])
+    assert torch.isnan(labels[schema.GRAPH_TARGET]).all()
+
+
+def test_graph_targets_of_lammps_frames_from_a_side_table(tmp_path):
+    write_lammps(tmp_path / "a.dump", [configuration(0), configuration(1)])
+    write_lammps(tmp_path / "b.dump", [configuration(2)])
+    (tmp_path / "values.csv").write_text("file,frame,temperature\na.dump,0,0.4\na.dump,1,0.5\nb.dump,,0.6\n")
+    out = tmp_path / "ds"
+    manifest = run(
+        *("--train", tmp_path / "a.dump", "--val", tmp_path / "b.dump", "--cutoff", "3"),
+        *(
+            "--graph_target",
+            "temperature",
+            "--graph_target_csv",
+            tmp_path / "values.csv",
+            "--output_dir",
+            out,
+        ),
+    )
+    assert manifest["graph"]["graph_target_csv"] == str(tmp_path / "values.csv")
+    assert load_split_labels(out, "train")[schema.GRAPH_TARGET][:, 0].tolist() == pytest.approx([0.4, 0.5])
+    assert load_split_labels(out, "val")[schema.GRAPH_TARGET][:, 0].tolist() == pytest.approx([0.6])
+    (tmp_path / "values.csv").write_text("file,frame,temperature\na.dump,0,0.4\na.dump,1,hot\n")
+    with pytest.raises(
+        SystemExit, match=r"a\.dump: frame 1: graph target 'temperature' is not a number: 'hot'"
+    ):
+        run(
+            *("--train", tmp_path / "a.dump", "--cutoff", "3", "--graph_target", "temperature"),
+            *("--graph_target_csv", tmp_path / "values.csv", "--output_dir", tmp_path / "bad"),
+        )

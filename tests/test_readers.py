@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from glassgnn.neighbors import wrap
-from glassgnn.readers import ReaderError, detect_format, propensity, read_snapshots
+from glassgnn.readers import (
+    ReaderError,
+    apply_value_table,
+    detect_format,
+    graph_values,
+    propensity,
+    read_snapshots,
+    read_value_table,
+)
 from tests.conftest import DEEPMIND_DIR
 from tests.reader_fixtures import (
     TRICLINIC,
@@ -160,3 +168,63 @@ def test_format_specific_errors(tmp_path):
     (tmp_path / "bad.dump").write_text(text)
     with pytest.raises(ReaderError, match="no coordinate columns"):
         read_snapshots(tmp_path / "bad.dump")
+
+
+def test_per_snapshot_values_of_every_format(tmp_path):
+    import ase.io
+
+    write_bapst(tmp_path / "ka.pickle")  # metadata: temperature 0.44, pressure 2.93
+    (snap,) = read_snapshots(tmp_path / "ka.pickle")
+    np.testing.assert_array_equal(graph_values(snap, ["temperature", "pressure"]), [0.44, 2.93])
+
+    write_extxyz(tmp_path / "frames.xyz", [configuration(1), configuration(2)])
+    images = ase.io.read(tmp_path / "frames.xyz", index=":")
+    for i, atoms in enumerate(images):
+        atoms.info.update(energy=-3.5 - i, temperature=300 + 10 * i)  # ASE moves energy to a calculator
+    ase.io.write(tmp_path / "frames.xyz", images, format="extxyz")
+    snaps = read_snapshots(tmp_path / "frames.xyz")
+    assert [list(graph_values(s, ["energy", "temperature"])) for s in snaps] == [[-3.5, 300], [-4.5, 310]]
+
+    positions, types, values = configuration(3)
+    write_npz(tmp_path / "one.npz", positions, types, values, temperature=np.float32(0.5), step=np.int64(7))
+    (snap,) = read_snapshots(tmp_path / "one.npz")
+    assert list(graph_values(snap, ["temperature", "step"])) == [0.5, 7.0]
+    assert "temperature" not in snap.fields
+
+
+def test_side_table_gives_lammps_frames_their_values(tmp_path):
+    write_lammps(tmp_path / "run.dump", [configuration(4), configuration(5), configuration(6)])
+    (tmp_path / "values.csv").write_text(
+        "file,frame,temperature,energy\n"
+        "run.dump,,0.8,\n"  # every frame of the file
+        "run.dump,1,0.9,-2.5\n"  # frame 1 overrides the temperature, adds an energy
+        "other.dump,0,1.0,0\n"
+    )
+    table = read_value_table(tmp_path / "values.csv")
+    snaps = read_snapshots(tmp_path / "run.dump")
+    for snap in snaps:
+        apply_value_table(snap, table)
+    assert [graph_values(s, ["temperature"])[0] for s in snaps] == [0.8, 0.9, 0.8]
+    assert graph_values(snaps[1], ["energy", "timestep"]).tolist() == [-2.5, 100.0]
+    with pytest.raises(ReaderError, match=r"run\.dump: frame 0: graph target 'energy' is missing"):
+        graph_values(snaps[0], ["energy"])
+
+
+def test_graph_value_errors_name_the_file(tmp_path):
+    write_bapst(tmp_path / "ka.pickle")
+    (snap,) = read_snapshots(tmp_path / "ka.pickle")
+    with pytest.raises(
+        ReaderError, match=r"ka\.pickle: frame 0: graph target 'energy' is missing.*temperature"
+    ):
+        graph_values(snap, ["energy"])
+    with pytest.raises(ReaderError, match=r"ka\.pickle: frame 0: graph target 'fluid' is not a number"):
+        graph_values(snap, ["fluid"])
+    snap.metadata["temperature"] = float("nan")
+    with pytest.raises(ReaderError, match="graph target 'temperature' is nan"):
+        graph_values(snap, ["temperature"])
+    (tmp_path / "bad.csv").write_text("file,frame,temperature\nrun.dump,first,0.8\n")
+    with pytest.raises(ReaderError, match=r"bad\.csv: line 2: frame 'first' is not an integer"):
+        read_value_table(tmp_path / "bad.csv")
+    (tmp_path / "nofile.csv").write_text("path,temperature\nrun.dump,0.8\n")
+    with pytest.raises(ReaderError, match=r"nofile\.csv: the value table needs a 'file' column"):
+        read_value_table(tmp_path / "nofile.csv")

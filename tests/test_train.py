@@ -1,4 +1,5 @@
-"""Training: learning, early stopping, validation-only selection, exact resume, the CLI, DDP."""
+"""Training: learning, early stopping, validation-only selection, exact resume, the CLI, DDP;
+per-particle targets and per-snapshot (graph-level) ones."""
 
 from __future__ import annotations
 
@@ -9,18 +10,28 @@ import re
 import subprocess
 import sys
 
+import dgl
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import train
 from glassgnn import schema
 from glassgnn.config import resolve
+from glassgnn.dataset import build_graphs_and_labels, load_split, load_split_labels
 from glassgnn.experiments import load_dataset
 from glassgnn.fileio import OutputExistsError
+from glassgnn.run import load_run
 from glassgnn.training import fit
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
-from tests.synthetic import synthetic_manifest, synthetic_splits, write_dataset
+from tests.synthetic import (
+    DENSITY_CUTOFF,
+    synthetic_manifest,
+    synthetic_splits,
+    write_dataset,
+    write_density_files,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -288,3 +299,130 @@ def test_sharding_gives_every_rank_the_same_number_of_graphs_and_covers_all():
     assert set().union(*map(set, shards)) == set(items)
     with pytest.raises(ValueError, match="cannot be shared by 3 processes"):
         shard([0, 1], DistInfo(0, 3, 0))
+
+
+# --- per-snapshot (graph-level) targets ---
+
+GRAPH_CONF = {
+    "cgcnn": {"atom_fea_len": 32, "n_conv": 2, "h_fea_len": 32, "rbf_max": 1.6},
+    "mlp": {"hidden_dims": [32], "readout": {"op": "mean", "hidden_dim": 32, "head_dims": [32]}},
+}
+GRAPH_SIZES = {"train": 64, "val": 16, "test": 16}
+
+
+@pytest.fixture(scope="module")
+def density_dataset(tmp_path_factory):
+    """npz snapshots whose per-snapshot ``coordination`` is a known function of structure,
+    through construct_graph.py --graph_target (tests/synthetic.py: density_snapshot)."""
+    import construct_graph
+
+    root = tmp_path_factory.mktemp("density")
+    rng = np.random.default_rng(0)
+    args = []
+    for split, size in GRAPH_SIZES.items():
+        write_density_files(root / "in", rng, size, split)
+        args += [f"--{split}", str(root / "in" / f"{split}*.npz")]
+    construct_graph.main(
+        [
+            *args,
+            "--cutoff",
+            str(DENSITY_CUTOFF),
+            "--graph_target",
+            "coordination",
+            "--output_dir",
+            str(root / "ds"),
+        ]
+    )
+    (root / "conf.yaml").write_text(yaml.safe_dump(GRAPH_CONF))
+    return root
+
+
+def _graph_flags(root, model, out, *extra):
+    return [
+        f"--model_name={model}",
+        f"--dataset_dir={root / 'ds'}",
+        f"--output_dir={out}",
+        f"--model_config_path={root / 'conf.yaml'}",
+        *extra,
+    ]
+
+
+def test_graph_task_cgcnn_learns_a_structural_target_the_mlp_floor_cannot(density_dataset, tmp_path):
+    root = density_dataset
+    common = [
+        "--max_epoch=100",
+        "--eval_interval=5",
+        "--batch_size=64",
+        "--learning_rate=0.01",
+        "--selection_metric=r2",
+    ]
+    cgcnn = train.main(_graph_flags(root, "cgcnn", tmp_path / "cgcnn", *common))  # task from the manifest
+    floor = train.main(_graph_flags(root, "mlp", tmp_path / "mlp", *common, "--task=graph"))
+    assert cgcnn["task"] == floor["task"] == "graph"
+    r2 = {
+        name: r["metrics"]["test"]["coordination"]["all"]["r2"]
+        for name, r in [("cgcnn", cgcnn), ("mlp", floor)]
+    }
+    assert r2["cgcnn"] > 0.9 and r2["mlp"] < 0.5, r2
+    # outputs: one row per graph in original units, a parity plot, the resolved readout
+    saved = np.load(tmp_path / "cgcnn" / "predictions_test.npz")
+    truth = load_split_labels(root / "ds", "test")[schema.GRAPH_TARGET]
+    assert saved["pred"].shape == (GRAPH_SIZES["test"], 1)
+    np.testing.assert_array_equal(saved["target"], truth.numpy())
+    assert (
+        list(saved["target_names"]) == ["coordination"] and (tmp_path / "cgcnn" / "parity_test.png").is_file()
+    )
+    resolved = yaml.safe_load((tmp_path / "cgcnn" / "config.yaml").read_text())
+    assert resolved["task"] == "graph" and resolved["model"]["pooling"] == "mean"
+    # load_run / run.predict: [n_graphs, k] equal to the saved predictions, from rebuilt graphs too
+    for name in ("cgcnn", "mlp"):
+        run = load_run(tmp_path / name)
+        assert run.task == "graph" and run.target_names == ["coordination"]
+        saved = np.load(tmp_path / name / "predictions_test.npz")["pred"]
+        batch = dgl.batch(load_split(root / "ds", "test"))
+        np.testing.assert_allclose(run.predict(batch).numpy(), saved, rtol=1e-5, atol=1e-5)
+    files = sorted(str(p) for p in (root / "in").glob("test*.npz"))
+    graphs, labels = build_graphs_and_labels(files[:3], run.manifest["graph"], run.manifest["type_map"])
+    assert torch.equal(labels[schema.GRAPH_TARGET], truth[:3])
+    np.testing.assert_allclose(run.predict(dgl.batch(graphs)).numpy(), saved[:3], rtol=1e-5, atol=1e-5)
+
+
+def test_graph_task_resume_equals_uninterrupted_run(density_dataset, tmp_path):
+    flags = ["--max_epoch=6", "--eval_interval=2", "--batch_size=8", "--augment=rotation"]
+    full = train.main(_graph_flags(density_dataset, "mlp", tmp_path / "full", *flags))
+
+    def interrupt(epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    graphs, manifest = load_dataset(density_dataset / "ds")
+    cfg = yaml.safe_load((tmp_path / "full" / "config.yaml").read_text())
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, graphs, manifest, tmp_path / "cut", on_epoch_end=interrupt)
+    resumed = train.main(["--resume", f"--output_dir={tmp_path / 'cut'}"])
+    assert resumed["metrics"] == full["metrics"] and resumed["best_epoch"] == full["best_epoch"]
+    assert _history(tmp_path / "cut") == _history(tmp_path / "full")
+
+
+def test_task_must_match_the_dataset(density_dataset, tmp_path, capsys):
+    node_dataset = write_dataset(tmp_path / "node")
+    cases = [
+        (
+            _graph_flags(density_dataset, "mlp", tmp_path / "a", "--task=node"),
+            "it has graph targets: use --task graph",
+        ),
+        (
+            [
+                "--model_name=mlp",
+                f"--dataset_dir={node_dataset}",
+                f"--output_dir={tmp_path / 'b'}",
+                "--task=graph",
+            ],
+            "no graph targets; build it with construct_graph.py --graph_target",
+        ),
+    ]
+    for flags, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            train.main([*flags, "--max_epoch=1"])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err

@@ -37,7 +37,13 @@ def read_extxyz(path: str | Path) -> list[Snapshot]:
                 path, f"frame {frame}: not periodic in all directions (pbc={atoms.pbc.tolist()})"
             )
         arrays = dict(atoms.arrays)
-        metadata = {k: v for k, v in atoms.info.items() if isinstance(v, int | float | str)}
+        # ASE parses comment-line numbers as numpy scalars (np.int64, ...) as well as Python ones.
+        scalars = int | float | str | np.integer | np.floating
+        metadata = {
+            k: v.item() if isinstance(v, np.generic) else v
+            for k, v in atoms.info.items()
+            if isinstance(v, scalars)
+        }
         if atoms.calc is not None:
             results = atoms.calc.results
             arrays.update({k: v for k, v in results.items() if np.ndim(v) >= 1 and len(v) == len(atoms)})
