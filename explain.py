@@ -1,4 +1,4 @@
-"""Explain a trained model's per-particle predictions and relate bond importance to topology.
+"""Explain a trained model's predictions and relate bond importance to topology.
 
 Example::
 
@@ -11,6 +11,10 @@ homology of the unwrapped neighbourhood, representative H1 cycles and the cycle
 participation of every bond; pooled over particles, the tier statistics of the
 SymGNN paper. Writes summary.json, explanations.npz, particles.csv, timing.json
 and figures into --output_dir (refused if it exists, unless --overwrite).
+
+A graph-level run (one prediction per snapshot) is explained on the whole graph
+--graph_index with DGL's GNNExplainer.explain_graph, and the tiers run over all
+its bonds (particle options do not apply).
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ from glassgnn.explain_pipeline import (
     EXPLAINERS,
     SELECTIONS,
     ExplainOptions,
+    explain_graph_level,
     explain_particles,
+    graph_summary,
     resolve_hops,
     summary,
+    write_graph_outputs,
     write_outputs,
 )
 from glassgnn.fileio import OutputExistsError, atomic_directory
 from glassgnn.run import load_run
-from glassgnn.topology import COMPLEXES, UnwrapError
+from glassgnn.topology import COMPLEXES, ComplexTooLargeError, UnwrapError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,18 +109,37 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--graph_index {args.graph_index}: split {args.split!r} of {dataset_dir} "
                 f"has {len(graphs)} graphs"
             )
-        options.num_hops = resolve_hops(run, options)
         cell = load_split_labels(dataset_dir, args.split)[schema.CELL][args.graph_index].double().numpy()
-        results = explain_particles(run, graphs[args.graph_index], cell, options)
         extra = {
             "run_dir": str(args.run_dir),
             "dataset_dir": str(dataset_dir),
             "model_name": run.config["model_name"],
         }
+        if run.task == "graph":
+            if args.nodes:
+                raise ValueError(
+                    "--nodes: a graph-level run explains whole graphs; choose one with --graph_index"
+                )
+            labels = load_split_labels(dataset_dir, args.split)
+            target = labels[schema.GRAPH_TARGET][args.graph_index, run.columns].double().numpy()
+            graph_result = explain_graph_level(run, graphs[args.graph_index], cell, target, options)
+            result = graph_summary(graph_result, options, extra)
+            with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:
+                write_graph_outputs(tmp, graph_result, result, options)
+            return result
+        options.num_hops = resolve_hops(run, options)
+        results = explain_particles(run, graphs[args.graph_index], cell, options)
         result = summary(results, options, extra)
         with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:
             write_outputs(tmp, results, result, graphs[args.graph_index], options)
-    except (OutputExistsError, FileNotFoundError, DeviceError, UnwrapError, ValueError) as err:
+    except (
+        OutputExistsError,
+        FileNotFoundError,
+        DeviceError,
+        UnwrapError,
+        ComplexTooLargeError,
+        ValueError,
+    ) as err:
         parser.exit(2, f"explain.py: error: {err}\n")
     return result
 

@@ -6,6 +6,9 @@ unwrapped around it, a filtration, representative H1 cycles and the cycle
 participation of each bond. Pooled over particles: the tier statistics. Bonds
 are undirected (importance = mean of the two directions); self-loops take part
 in the explanation but not in the topology.
+
+A graph-level run (one prediction per snapshot) is explained on the whole graph
+(:func:`explain_graph_level`), and the same tier analysis runs over all its bonds.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from glassgnn import explain_plots, schema, topology
 from glassgnn.explanation import (
     Explanation,
     GNNExplainerSettings,
+    GraphExplanation,
+    bond_fidelity,
     bonds,
     explain_gnnexplainer,
+    explain_graph_prediction,
     fidelity,
     message_passing_depth,
 )
@@ -336,3 +342,212 @@ def _figures(directory: Path, results, summary_: dict, graph: dgl.DGLGraph, opti
     explain_plots.neighbourhood_figure(
         first.positions, types, pairs, bond_imp, e.center, options.top_k, directory / "neighbourhood_3d.png"
     )
+
+
+@dataclass
+class GraphResult:
+    """One explained graph-level prediction with the topology of the whole graph.
+
+    Attributes:
+        explanation: importance per edge of the graph (:func:`explain_graph_prediction`).
+        prediction, target: [k] in original target units (target NaN when unknown).
+        fidelity: ``plus``, ``minus``, ``random`` (original units) and ``k``.
+        num_nodes: particles in the graph.
+        src, dst: [n_edges] endpoints of the graph's edges.
+        diagrams, cycles, cycle_persistence, edge_cycles, edge_cycle_persistence: as
+            in :class:`ParticleResult`, for the whole graph.
+        tiers: {tier: [k] bond indices}.
+        seconds: explainer and topology time.
+    """
+
+    explanation: GraphExplanation
+    prediction: np.ndarray
+    target: np.ndarray
+    fidelity: dict
+    num_nodes: int
+    src: np.ndarray
+    dst: np.ndarray
+    diagrams: dict[int, np.ndarray]
+    cycles: list
+    cycle_persistence: np.ndarray
+    edge_cycles: np.ndarray
+    edge_cycle_persistence: np.ndarray
+    tiers: dict[str, np.ndarray]
+    seconds: float
+
+
+def whole_graph_topology(
+    graph: dgl.DGLGraph,
+    cell: np.ndarray,
+    complex: str,
+    index: int = 0,
+    max_simplices: int = topology.MAX_SIMPLICES,
+) -> dict:
+    """Persistence, representative cycles and bond participation of a whole graph.
+
+    ``rips``: the Rips complex of the graph's own bonds at their minimum-image lengths
+    (:func:`glassgnn.topology.bond_persistence`), which is periodic-correct.
+    ``alpha``: needs the graph as one unwrapped piece (e.g. a cluster in a large box);
+    a bulk periodic snapshot wraps around its box and is refused.
+
+    Args:
+        graph: one graph; cell: (3, 3) cell vectors as rows; complex: ``alpha`` or ``rips``.
+        index: the graph's index in its split, for messages.
+        max_simplices: largest Rips complex built (:func:`glassgnn.topology.bond_persistence`).
+
+    Raises:
+        UnwrapError, ComplexTooLargeError: with what to do instead.
+    """
+    src, dst = (t.cpu().numpy() for t in graph.edges())
+    n = graph.num_nodes()
+    if len(np.unique(src * n + dst)) < len(src):
+        raise topology.UnwrapError(
+            f"graph {index} joins some pairs through several periodic images (cutoff above half the "
+            "box): its bonds do not define a complex; build the dataset with a larger box or smaller --cutoff"
+        )
+    pairs, _, bond_of_edge = bonds(src, dst, np.zeros(len(src)))
+    if complex == "alpha":
+        pos = graph.ndata[schema.POS].cpu().double().numpy()
+        disp = graph.edata[schema.DISP].cpu().double().numpy()
+        try:
+            points = topology.unwrap_around(pos, cell, 0, src, dst, disp)
+        except topology.UnwrapError as err:
+            raise topology.UnwrapError(
+                f"graph {index} ({n} particles) wraps around its periodic box, so the alpha complex of "
+                "one unwrapped copy cannot describe it; use --complex rips (the periodic Rips complex "
+                "of the graph's bonds at minimum-image lengths)"
+            ) from err
+        result = topology.persistence(points, "alpha")
+        cycles = topology.representative_cycles(result, points)
+    else:
+        lengths = np.zeros(len(pairs))
+        keep = bond_of_edge >= 0
+        lengths[bond_of_edge[keep]] = graph.edata[schema.DIST].cpu().double().numpy().reshape(-1)[keep]
+        try:
+            result = topology.bond_persistence(n, pairs, lengths, max_simplices)
+        except topology.ComplexTooLargeError as err:
+            raise topology.ComplexTooLargeError(
+                f"graph {index}: {err}; explain a smaller snapshot, build the dataset with a smaller "
+                "--cutoff, or explain per-particle predictions (L-hop neighbourhoods) with a node-level run"
+            ) from err
+        cycles = topology.representative_cycles(result)
+    pers = np.array([death - birth for _, birth, death in result.h1_pairs], dtype=np.float64)
+    count, total = topology.edge_participation(src, dst, cycles, pers)
+    return {
+        "num_nodes": n,
+        "src": src,
+        "dst": dst,
+        "diagrams": result.diagrams,
+        "cycles": cycles,
+        "cycle_persistence": pers,
+        "edge_cycles": count,
+        "edge_cycle_persistence": total,
+    }
+
+
+def explain_graph_level(
+    run, graph: dgl.DGLGraph, cell: np.ndarray, target: np.ndarray, options: ExplainOptions
+) -> GraphResult:
+    """Explain a graph-level run's prediction for one whole graph, then its bonds' topology.
+
+    The topology is computed first: a graph too large for the chosen complex is
+    refused before the (long) explanation starts.
+
+    Args:
+        run: a loaded run with ``run.task == "graph"``.
+        graph: one graph (any device; moved to ``run.device``).
+        cell: (3, 3) cell vectors as rows.
+        target: [k] the graph's target in original units (NaN if unknown).
+        options: ``epochs``, ``complex``, ``top_k``, ``seed``, ``graph_index`` are used.
+    """
+    if options.explainer != "gnnexplainer":
+        raise ValueError(
+            f"--explainer {options.explainer}: a graph-level prediction is explained with gnnexplainer "
+            "(DGL's explain_graph); pgexplainer explains per-particle predictions"
+        )
+    start = time.perf_counter()
+    topo = whole_graph_topology(graph, cell, options.complex, options.graph_index)
+    graph = graph.to(run.device)
+    feat = run.features(graph)
+    settings = GNNExplainerSettings(epochs=options.epochs)
+    explanation = explain_graph_prediction(run.model, graph, feat, settings, options.seed)
+    rng = np.random.default_rng(options.seed)
+    src, dst = topo["src"], topo["dst"]
+    fid = bond_fidelity(
+        run.model, graph, feat, src, dst, explanation.importance, options.top_k, rng, scale=run.std
+    )
+    _, bond_imp, _ = bonds(src, dst, explanation.importance)
+    std, mean = run.std.cpu().double().numpy(), run.mean.cpu().double().numpy()
+    return GraphResult(
+        explanation=explanation,
+        prediction=explanation.prediction * std + mean,
+        target=np.asarray(target, dtype=np.float64),
+        fidelity=fid,
+        tiers=topology.tier_indices(bond_imp, options.top_k, rng),
+        seconds=time.perf_counter() - start,
+        **topo,
+    )
+
+
+def _bond_participation(result: GraphResult, key: str) -> tuple[np.ndarray, np.ndarray]:
+    _, bond_imp, bond_of_edge = bonds(result.src, result.dst, result.explanation.importance)
+    part = np.zeros(len(bond_imp))
+    part[bond_of_edge[bond_of_edge >= 0]] = getattr(result, key)[bond_of_edge >= 0]
+    return bond_imp, part
+
+
+def graph_summary(result: GraphResult, options: ExplainOptions, extra: dict) -> dict:
+    """summary.json of a graph-level explanation: tier statistics over all bonds of the graph."""
+    participation = {}
+    for name, key in (("cycle_count", "edge_cycles"), ("cycle_persistence", "edge_cycle_persistence")):
+        bond_imp, part = _bond_participation(result, key)
+        tiers = {tier: part[idx] for tier, idx in result.tiers.items()}
+        participation[name] = topology.tier_statistics(tiers, bond_imp, part)
+    return {
+        "task": "graph",
+        "parameters": {**asdict(options), **extra},
+        "prediction": result.prediction.tolist(),
+        "target": [None if np.isnan(t) else float(t) for t in result.target],
+        "participation": participation,
+        "fidelity": {key: result.fidelity[key] for key in ("plus", "minus", "random", "k")},
+        "graph_size": {
+            "nodes": result.num_nodes,
+            "edges": len(result.src),
+            "bonds": int(len(bonds(result.src, result.dst, result.explanation.importance)[1])),
+        },
+        "h1_cycles": len(result.cycles),
+    }
+
+
+def write_graph_outputs(
+    directory: Path, result: GraphResult, summary_: dict, options: ExplainOptions
+) -> None:
+    """summary.json, explanations.npz, timing.json and the figures of a graph-level explanation."""
+    write_json(directory / "summary.json", summary_)
+    write_json(directory / "timing.json", {"seconds_per_graph": result.seconds, "graphs": 1})
+    e = result.explanation
+    arrays = {
+        "prediction": result.prediction,
+        "target": result.target,
+        "feat_importance": e.feat_importance,
+        "edge_src": result.src,
+        "edge_dst": result.dst,
+        "importance": e.importance,
+        "edge_cycles": result.edge_cycles,
+        "edge_cycle_persistence": result.edge_cycle_persistence,
+    }
+    with atomic_path(directory / "explanations.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    explain_plots.persistence_figure(
+        result.diagrams,
+        f"{options.complex}, graph {options.graph_index}",
+        directory / "persistence_graph.png",
+    )
+    bond_imp, part = _bond_participation(result, "edge_cycles")
+    explain_plots.tier_histogram(
+        {tier: part[idx] for tier, idx in result.tiers.items()},
+        directory / "participation_by_tier.png",
+        options.top_k,
+    )
+    rho = summary_["participation"]["cycle_count"]["spearman_importance_participation"]["rho"]
+    explain_plots.importance_scatter(bond_imp, part, rho, directory / "importance_vs_participation.png")

@@ -11,6 +11,9 @@ gives exactly the full-graph prediction of that particle):
 - PGExplainer (Luo et al., NeurIPS 2020, arXiv:2011.04573): see
   :mod:`glassgnn.pgexplainer`.
 
+A graph-level prediction (one value per snapshot) is explained on the whole
+graph by DGL's ``GNNExplainer.explain_graph`` itself (:func:`explain_graph_prediction`).
+
 Why not ``dgl.nn.GNNExplainer.explain_node`` itself: it is written for
 classification and maximises ``log_softmax(logits)[argmax]``; for a regression
 model with one output that is identically 0, so the mask would get no signal
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 import dgl
 import numpy as np
 import torch
+from dgl.nn import GNNExplainer
 from torch import nn
 
 from glassgnn.frozen_model import frozen
@@ -337,7 +341,6 @@ def bonds(
     return pairs.reshape(-1, 2), mean, bond_of_edge
 
 
-@torch.no_grad()
 def fidelity(
     model: nn.Module,
     graph: dgl.DGLGraph,
@@ -347,7 +350,35 @@ def fidelity(
     rng: np.random.Generator,
     scale: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Change of the particle's prediction when bonds are switched off through ``eweight``.
+    """:func:`bond_fidelity` of a particle's explanation, on its subgraph rebuilt from ``graph``.
+
+    Args:
+        model: the explained model.
+        graph: full graph; the particle's subgraph is rebuilt from the explanation.
+        feat: [n_atoms, in_dim] node input of the full graph.
+        explanation: output of an explainer.
+        k, rng, scale: as :func:`bond_fidelity`.
+    """
+    sub = explained_subgraph(with_subgraph_context(model, graph), explanation)
+    sub_feat = feat[sub.ndata[dgl.NID].long()]
+    e = explanation
+    return bond_fidelity(model, sub, sub_feat, e.src, e.dst, e.importance, k, rng, scale, row=e.center)
+
+
+@torch.no_grad()
+def bond_fidelity(
+    model: nn.Module,
+    graph: dgl.DGLGraph,
+    feat: torch.Tensor,
+    src: np.ndarray,
+    dst: np.ndarray,
+    importance: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    scale: torch.Tensor | None = None,
+    row: int = 0,
+) -> dict[str, float]:
+    """Change of one output row when bonds are switched off through ``eweight``.
 
     ``plus``: the top-k bonds by importance removed; ``minus``: only the top-k
     bonds kept; ``random``: k random bonds removed (the baseline for ``plus``).
@@ -356,16 +387,16 @@ def fidelity(
 
     Args:
         model: the explained model.
-        graph: full graph; the particle's subgraph is rebuilt from the explanation.
-        feat: [n_atoms, in_dim] node input of the full graph.
-        explanation: output of an explainer.
+        graph: the graph the importances refer to (a particle's subgraph, or a whole graph).
+        feat: [n_nodes, in_dim] its node input.
+        src, dst, importance: [n_edges] local endpoints and importance of its edges.
         k: number of bonds.
         rng: source of the random bonds.
         scale: [out_dim] factors that turn output units into target units (the
             normalisation std); ones when absent.
+        row: the output row compared (the particle, or 0 for a graph-level model).
     """
-    sub = explained_subgraph(with_subgraph_context(model, graph), explanation)
-    _, bond_imp, bond_of_edge = bonds(explanation.src, explanation.dst, explanation.importance)
+    _, bond_imp, bond_of_edge = bonds(src, dst, importance)
     n_bonds = len(bond_imp)
     k = min(k, n_bonds)
     top = np.argsort(-bond_imp, kind="stable")[:k]
@@ -377,11 +408,101 @@ def fidelity(
         on = np.where(bond_of_edge < 0, True, bond_on[np.maximum(bond_of_edge, 0)])
         return torch.as_tensor(on, dtype=feat.dtype, device=feat.device)
 
-    sub_feat = feat[sub.ndata[dgl.NID].long()]
     with frozen(model, cache=True):
         variants = [None, weights(top), weights(np.array([], dtype=int), top), weights(random)]
-        preds = [model(graph=sub, feat=sub_feat, eweight=w)[explanation.center] for w in variants]
+        preds = [model(graph=graph, feat=feat, eweight=w)[row] for w in variants]
     base = preds[0]
     scale = torch.ones_like(base) if scale is None else scale.to(base)
     change = [float(((p - base).abs() * scale).mean()) for p in preds[1:]]
     return {"plus": change[0], "minus": change[1], "random": change[2], "k": k}
+
+
+@dataclass
+class GraphExplanation:
+    """An explained graph-level prediction: one importance per edge of the whole graph.
+
+    Attributes:
+        importance: [n_edges] edge importance in [0, 1], in the graph's edge order.
+        feat_importance: [in_dim] node-feature importance in [0, 1].
+        prediction: [out_dim] the model's prediction for the graph (normalised units).
+    """
+
+    importance: np.ndarray
+    feat_importance: np.ndarray
+    prediction: np.ndarray
+
+
+class _KeepPrediction(nn.Module):
+    """A graph-level regression model seen as a two-class classifier, for DGL's explain_graph.
+
+    DGL's ``GNNExplainer.explain_graph`` minimises ``-log_softmax(logits)[argmax of the
+    unmasked logits]`` plus its mask regularisers; for one regression output that
+    term is identically 0. With logits ``[-d^2, -eps]``, d^2 the squared change of
+    the normalised outputs from the unmasked ones, the unmasked argmax is class 0
+    and the term becomes ``softplus(d^2 - eps)``: smallest when the masked graph keeps
+    the prediction, increasing with d^2 (slope 1/2 at d = 0), the regression
+    counterpart of DGL's loss. Everything else (mask initialisation, regularisers,
+    Adam, epochs) is DGL's.
+    """
+
+    def __init__(self, model: nn.Module, original: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("original", original)
+
+    def forward(self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None):
+        change = (self.model(graph=graph, feat=feat, eweight=eweight) - self.original).pow(2).sum(-1)
+        return torch.stack([-change, torch.full_like(change, -1e-6)], dim=-1)
+
+
+def explain_graph_prediction(
+    model: nn.Module,
+    graph: dgl.DGLGraph,
+    feat: torch.Tensor,
+    settings: GNNExplainerSettings | None = None,
+    seed: int = 0,
+    log: bool = True,
+) -> GraphExplanation:
+    """Edge and feature masks explaining a graph-level model's prediction for one whole graph.
+
+    DGL's ``GNNExplainer.explain_graph`` (its coefficients from ``settings``; ``batch_size``
+    unused) on the model seen through :class:`_KeepPrediction`, with the model frozen
+    and its mask-independent work memoised (:mod:`glassgnn.frozen_model`).
+
+    Args:
+        model: graph-level model, ``forward(graph, feat, eweight)`` -> [1, out_dim].
+        graph: one (unbatched) graph on the model's device.
+        feat: [n_atoms, in_dim] its node input.
+        settings: epochs, learning rate and regulariser weights.
+        seed: seeds DGL's initial masks (drawn from torch's global generator).
+        log: show DGL's progress bar.
+    """
+    settings = settings or GNNExplainerSettings()
+    if graph.batch_size != 1:
+        raise ValueError(f"explain one graph at a time, got a batch of {graph.batch_size}")
+    with frozen(model, cache=True):
+        with torch.no_grad():
+            original = model(graph=graph, feat=feat)
+        if original.shape[0] != 1:
+            raise ValueError(
+                f"the model returns {original.shape[0]} rows for one graph; explain_graph needs a "
+                "graph-level model (one row per graph)"
+            )
+        explainer = GNNExplainer(
+            _KeepPrediction(model, original),
+            num_hops=1,  # used by explain_node only
+            lr=settings.lr,
+            num_epochs=settings.epochs,
+            alpha1=settings.alpha1,
+            alpha2=settings.alpha2,
+            beta1=settings.beta1,
+            beta2=settings.beta2,
+            log=log,
+        )
+        torch.manual_seed(seed)
+        feat_mask, edge_mask = explainer.explain_graph(graph, feat)
+    return GraphExplanation(
+        importance=edge_mask.cpu().numpy().astype(np.float64),
+        feat_importance=feat_mask.reshape(-1).cpu().numpy().astype(np.float64),
+        prediction=original[0].cpu().numpy().astype(np.float64),
+    )

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import gudhi
 import networkx as nx
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 
 from glassgnn.neighbors import cell_matrix
 
@@ -40,8 +40,17 @@ COMPLEXES = ("alpha", "rips")
 TIERS = ("top", "middle", "bottom", "random")
 
 
+# Largest complex :func:`bond_persistence` builds (vertices + bonds + triangles): a few
+# GiB of gudhi simplex tree and minutes of persistence and cycles on this machine.
+MAX_SIMPLICES = 3_000_000
+
+
 class UnwrapError(ValueError):
     """The neighbourhood is too wide to be made periodic-consistent around its centre."""
+
+
+class ComplexTooLargeError(ValueError):
+    """The filtration of a whole graph would be too large to compute."""
 
 
 def unwrap_around(
@@ -141,8 +150,54 @@ def persistence(
         to_length = np.asarray
     else:
         raise ValueError(f"unknown complex {complex!r}; known: {', '.join(COMPLEXES)}")
-    tree.compute_persistence(min_persistence=-1.0)
-    max_dim = 2 if complex == "alpha" else 1
+    return _persistence_of(tree, complex, to_length, max_dim=2 if complex == "alpha" else 1)
+
+
+def bond_persistence(
+    num_points: int, pairs: np.ndarray, lengths: np.ndarray, max_simplices: int = MAX_SIMPLICES
+) -> Persistence:
+    """Vietoris-Rips persistence (H0, H1) of a configuration given by its bonds, periodic or not.
+
+    The flag complex of the bond graph, each bond entering at its length and each
+    triangle at its longest bond: the Rips complex of the particles truncated at the
+    longest bond. With minimum-image lengths it is the Rips complex of a periodic
+    configuration, which no single unwrapped copy of the box gives; it equals
+    :func:`persistence` with ``"rips"`` and ``max_edge_length`` = the cutoff when the
+    configuration does not wrap (tested).
+
+    Args:
+        num_points: number of particles (vertices, filtration value 0).
+        pairs: [n_bonds, 2] distinct undirected bonds (i < j).
+        lengths: [n_bonds] their lengths (length units).
+        max_simplices: refuse complexes with more vertices, bonds and triangles than this.
+
+    Raises:
+        ComplexTooLargeError: the complex exceeds ``max_simplices``.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    adjacency = sparse.coo_matrix(
+        (np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(num_points, num_points)
+    ).tocsr()
+    adjacency = adjacency + adjacency.T
+    # Each triangle closes 6 directed 2-paths i -> j -> k -> i: trace(A^3) / 6, from sparse products.
+    triangles = int(round((adjacency @ adjacency).multiply(adjacency).sum() / 6))
+    size = num_points + len(pairs) + triangles
+    if size > max_simplices:
+        raise ComplexTooLargeError(
+            f"the Rips complex of {num_points} particles has {len(pairs)} bonds and {triangles} triangles "
+            f"({size} simplices, limit {max_simplices})"
+        )
+    tree = gudhi.SimplexTree()
+    tree.insert_batch(np.arange(num_points)[None, :], np.zeros(num_points))
+    tree.insert_batch(pairs.T, np.asarray(lengths, dtype=np.float64))
+    tree.expansion(2)
+    return _persistence_of(tree, "rips", np.asarray, max_dim=1)
+
+
+def _persistence_of(tree: gudhi.SimplexTree, complex: str, to_length, max_dim: int) -> Persistence:
+    """Diagrams, finite H1 pairs and the filtration-ordered 1-skeleton of a filtered complex."""
+    # persistence_dim_max: also the top dimension (H1 of a bond graph without triangles).
+    tree.compute_persistence(min_persistence=-1.0, persistence_dim_max=True)
     diagrams: dict[int, list[tuple[float, float]]] = {d: [] for d in range(max_dim + 1)}
     h1_pairs = []
     for birth_simplex, death_simplex in tree.persistence_pairs():
@@ -174,7 +229,9 @@ def persistence(
     )
 
 
-def representative_cycles(result: Persistence, points: np.ndarray) -> list[list[tuple[int, int]]]:
+def representative_cycles(
+    result: Persistence, points: np.ndarray | None = None
+) -> list[list[tuple[int, int]]]:
     """One cycle per finite H1 pair of ``result`` (same order as ``result.h1_pairs``).
 
     The cycle is the birth edge (u, v) plus the shortest path from u to v, by
@@ -183,23 +240,30 @@ def representative_cycles(result: Persistence, points: np.ndarray) -> list[list[
     that creates an H1 class joins two already connected vertices.
 
     Args:
-        result: output of :func:`persistence`.
-        points: [n, 3] the positions it was computed from.
+        result: output of :func:`persistence` or :func:`bond_persistence`.
+        points: [n, 3] the positions it was computed from; None: edge lengths are the
+            edges' filtration values (their lengths in a Rips complex, e.g. periodic
+            minimum-image lengths from :func:`bond_persistence`).
 
     Returns:
         For each pair, its edges as sorted vertex pairs (u < v); a cycle with
         m vertices has m edges.
     """
-    points = np.asarray(points, dtype=np.float64)
+    last = max((result.rank[pair] for pair, _, _ in result.h1_pairs), default=0)
+    if points is None:
+        lengths = result.edge_values[:last]
+    else:
+        points = np.asarray(points, dtype=np.float64)
+        ends = result.edges[:last]
+        lengths = np.linalg.norm(points[ends[:, 0]] - points[ends[:, 1]], axis=1)
     skeleton = nx.Graph()
-    skeleton.add_nodes_from(range(len(points)))
     cycles = []
     added = 0
     for (u, v), _, _ in result.h1_pairs:
         # The pairs are sorted by filtration order, so the skeleton only grows.
         stop = result.rank[(u, v)]
-        for a, b in result.edges[added:stop]:
-            skeleton.add_edge(int(a), int(b), weight=float(np.linalg.norm(points[a] - points[b])))
+        for (a, b), length in zip(result.edges[added:stop], lengths[added:stop], strict=True):
+            skeleton.add_edge(int(a), int(b), weight=float(length))
         added = max(added, stop)
         path = nx.shortest_path(skeleton, u, v, weight="weight")
         cycle = [tuple(sorted(pair)) for pair in zip(path[:-1], path[1:], strict=True)]

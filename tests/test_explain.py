@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import dgl
+import e3nn
 import networkx as nx
 import numpy as np
 import pytest
@@ -12,12 +13,25 @@ import torch
 
 from glassgnn import explanation as ex
 from glassgnn import pgexplainer as pg
+from glassgnn import schema
 from glassgnn.features import node_features
 from glassgnn.frozen_model import frozen
 from glassgnn.graph import build_graph
 from models.models import build_model, make_config, model_names
 
 NUM_STEPS = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread_eager_e3nn():
+    # Tiny graphs: one thread is fastest on a shared machine; e3nn's TorchScript compilation
+    # costs seconds per model build and computes what its eager code does.
+    saved, threads = e3nn.get_optimization_defaults(), torch.get_num_threads()
+    e3nn.set_optimization_defaults(jit_script_fx=False)
+    torch.set_num_threads(1)
+    yield
+    e3nn.set_optimization_defaults(**saved)
+    torch.set_num_threads(threads)
 
 
 def small_graph(seed: int = 0, n: int = 60, box: float = 6.0, self_loops: bool = False) -> dgl.DGLGraph:
@@ -280,3 +294,68 @@ def test_edge_mask_acts_and_the_memoised_model_is_exact(name):
     torch.testing.assert_close(sub, full[[0, 11, 25]], atol=1e-5, rtol=1e-4)
     assert all(p.requires_grad for p in model.parameters())
     assert [m for m in model.modules() if "forward" in vars(m)] == own_forward  # the wrappers are gone
+
+
+def _graph_level_model():
+    from models.readout import build_graph_level_model
+
+    torch.manual_seed(0)
+    hparams = {"in_dim": 2, "out_dim": 1, "hidden_dim": 16, "num_filters": 16, "num_interactions": 2}
+    return build_graph_level_model("schnet", {**hparams, "cutoff": 1.5}, {"op": "mean"}).eval()
+
+
+def test_graph_level_explanation_uses_dgls_explain_graph_with_a_regression_loss():
+    model = _graph_level_model()
+    graph = small_graph(4, n=40, box=5.0, self_loops=True)
+    feat = node_features(graph, 2)
+    with torch.no_grad():
+        full = model(graph=graph, feat=feat)
+        # DGL's loss on the wrapper is softplus(d^2 - eps) of the squared change, class 0 unmasked.
+        wrapper = ex._KeepPrediction(model, full)
+        assert int(wrapper(graph, feat).argmax(-1)) == 0
+        changed = wrapper(graph, feat, eweight=torch.zeros(graph.num_edges()))
+        d2 = (model(graph=graph, feat=feat, eweight=torch.zeros(graph.num_edges())) - full).pow(2).sum()
+        assert d2 > 1e-6  # the edge mask acts on the graph-level prediction too
+        torch.testing.assert_close(-changed.log_softmax(-1)[0, 0], torch.nn.functional.softplus(d2 - 1e-6))
+    params = [p.detach().clone() for p in model.parameters()]
+    settings = ex.GNNExplainerSettings(epochs=40, lr=0.05, alpha1=0, alpha2=0, beta1=0, beta2=0)
+    e = ex.explain_graph_prediction(model, graph, feat, settings, seed=0, log=False)
+    assert e.importance.shape == (graph.num_edges(),) and e.feat_importance.shape == (2,)
+    assert np.all((e.importance > 0) & (e.importance < 1))
+    np.testing.assert_allclose(e.prediction, full[0].numpy(), rtol=1e-6)
+    for before, after in zip(params, model.parameters(), strict=True):
+        assert torch.equal(before, after) and after.requires_grad
+    # The masks learn from the prediction: better than DGL's initial masks (same seed).
+    torch.manual_seed(0)
+    feat0, edge0 = dgl.nn.GNNExplainer(model, num_hops=1)._init_masks(graph, feat)
+    with torch.no_grad():
+
+        def error(edge_mask, feat_mask):
+            return float((model(graph=graph, feat=feat * feat_mask, eweight=edge_mask) - full).abs().sum())
+
+        before = error(edge0.sigmoid(), feat0.sigmoid())
+        after = error(torch.as_tensor(e.importance).float(), torch.as_tensor(e.feat_importance).float())
+    assert before > 1e-5 and after < 0.5 * before, (before, after)
+    again = ex.explain_graph_prediction(model, graph, feat, settings, seed=0, log=False)
+    np.testing.assert_array_equal(again.importance, e.importance)
+
+
+def test_whole_graph_topology_refuses_alpha_on_a_periodic_graph_and_uses_periodic_rips():
+    from glassgnn import explain_pipeline as ep
+    from glassgnn import topology
+
+    graph = small_graph(5, n=60, box=6.0)
+    cell = np.diag(np.full(3, 6.0))
+    with pytest.raises(topology.UnwrapError, match="use --complex rips"):
+        ep.whole_graph_topology(graph, cell, "alpha", index=3)
+    topo = ep.whole_graph_topology(graph, cell, "rips")
+    assert len(topo["edge_cycles"]) == graph.num_edges() and topo["num_nodes"] == 60
+    assert len(topo["cycles"]) == len(topo["cycle_persistence"]) > 0
+    # A cluster far from the box faces is one piece: alpha works and is gudhi's alpha of the positions.
+    rng = np.random.default_rng(0)
+    cluster = build_graph(rng.uniform(8, 12, (40, 3)), rng.integers(0, 2, 40), np.full(3, 20.0), 1.5)
+    topo = ep.whole_graph_topology(cluster, np.diag(np.full(3, 20.0)), "alpha")
+    reference = topology.persistence(cluster.ndata[schema.POS].double().numpy(), "alpha")
+    np.testing.assert_allclose(topo["diagrams"][1], reference.diagrams[1])
+    with pytest.raises(topology.ComplexTooLargeError, match="graph 2: .* smaller --cutoff"):
+        ep.whole_graph_topology(graph, cell, "rips", index=2, max_simplices=100)

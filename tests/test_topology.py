@@ -113,3 +113,45 @@ def test_tiers_and_statistics():
     # Constant participation: no correlation can be computed, and it says so.
     flat = topology.tier_statistics(values, importance, np.zeros(20))
     assert flat["spearman_importance_participation"]["rho"] is None
+
+
+def _bonds_within(points: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(len(points), k=1)
+    lengths = np.linalg.norm(points[i] - points[j], axis=1)
+    keep = lengths < cutoff
+    return np.c_[i[keep], j[keep]], lengths[keep]
+
+
+def test_bond_persistence_is_the_rips_complex_up_to_the_cutoff(two_circles):
+    """Built from bonds and their lengths (as for a periodic graph), the flag complex gives
+    gudhi's Rips persistence of the points at max_edge_length = cutoff."""
+    rng = np.random.default_rng(3)
+    points = np.r_[two_circles, rng.uniform(-2, 8, (30, 3))]
+    pairs, lengths = _bonds_within(points, 2.5)
+    result = topology.bond_persistence(len(points), pairs, lengths)
+    reference = topology.persistence(points, "rips", max_edge_length=2.5)
+    for dim in (0, 1):
+        np.testing.assert_allclose(result.diagrams[dim], reference.diagrams[dim])
+    # Cycles from the filtration's lengths equal the cycles from positions.
+    assert topology.representative_cycles(result) == topology.representative_cycles(reference, points)
+
+
+def test_bond_persistence_follows_a_loop_through_the_periodic_boundary():
+    """Eight particles on a ring that closes only through the box's periodic face: one H1 loop,
+    which the Rips complex of any single unwrapped copy of the points does not have."""
+    box = 8.0
+    x = np.arange(8) + 0.5
+    pairs = np.array([[i, (i + 1) % 8] for i in range(8)])
+    pairs = np.sort(pairs, axis=1)
+    lengths = np.ones(8)  # minimum-image lengths, the 7-0 bond crosses the face
+    result = topology.bond_persistence(8, pairs, lengths)
+    assert len(result.diagrams[1]) == 1 and np.isinf(result.diagrams[1][0, 1])  # never filled
+    flat = topology.persistence(np.c_[x, np.zeros(8), np.zeros(8)], "rips", max_edge_length=1.5)
+    assert len(flat.diagrams[1]) == 0
+    assert box > 2 * lengths.max()
+
+
+def test_bond_persistence_refuses_a_complex_above_the_limit(two_circles):
+    pairs, lengths = _bonds_within(two_circles, 2.5)
+    with pytest.raises(topology.ComplexTooLargeError, match="triangles"):
+        topology.bond_persistence(len(two_circles), pairs, lengths, max_simplices=len(pairs))
