@@ -64,6 +64,7 @@ def run_experiments(
 def summarise_runs(runs: list[dict]) -> dict:
     """Mean ± std over runs of every final metric: ``{split: {target: {group: {metric: {...}}}}}``."""
     summary: dict = {"seeds": [r["seed"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs]}
+    summary["task"] = runs[0].get("task", "node")
     metrics: dict = {}
     for split in schema.SPLITS:
         if split not in runs[0]["metrics"]:
@@ -84,10 +85,11 @@ def summarise_runs(runs: list[dict]) -> dict:
 def summary_table(summary: dict, split: str = "test") -> str:
     """Markdown table of one split's metrics as mean ± std."""
     split = split if split in summary["metrics"] else "val"
+    over = "snapshots" if summary.get("task") == "graph" else "particles"  # one value per graph or atom
     lines = [
         f"# {split} metrics over seeds {summary['seeds']} (mean ± sample std)",
         "",
-        "| target | particles | " + " | ".join(METRICS) + " |",
+        f"| target | {over} | " + " | ".join(METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),
     ]
     for target, groups in summary["metrics"][split].items():

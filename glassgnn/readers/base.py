@@ -45,7 +45,9 @@ class Snapshot:
         source: the file the snapshot came from.
         frame: index of the frame inside ``source``.
         units: unit of each quantity when known (``{"length": "angstrom", ...}``).
-        metadata: anything else the file says (temperature, time step, ...).
+        metadata: anything else the file says (temperature, time step, ...); its numeric
+            scalars are the per-snapshot values ``construct_graph.py --graph_target`` can
+            store as graph targets (:mod:`glassgnn.readers.graph_values`).
     """
 
     positions: np.ndarray
