@@ -12,7 +12,7 @@ import torch
 from glassgnn import schema
 from glassgnn.augment import augment_graph, cubic_group, random_transforms
 from glassgnn.devices import DeviceError, select_device
-from glassgnn.metrics import grouped_metrics, regression_metrics, summarise
+from glassgnn.metrics import graph_metrics, grouped_metrics, regression_metrics, summarise
 
 
 def _ranks(x):
@@ -97,3 +97,18 @@ def test_gpu_request_without_cuda_says_how_to_fix():
     assert select_device(-1) == torch.device("cpu")
     with pytest.raises(DeviceError, match="--device=-1"):
         select_device(0)
+
+
+def test_graph_metrics_are_one_value_per_graph_per_target():
+    rng = np.random.default_rng(3)
+    true = rng.normal(size=(12, 2))
+    pred = true + rng.normal(scale=0.3, size=(12, 2))
+    out = graph_metrics(pred, true, ["temperature", "energy"])
+    assert list(out) == ["temperature", "energy"] and list(out["energy"]) == ["all"]
+    for j, name in enumerate(out):
+        got, err = out[name]["all"], pred[:, j] - true[:, j]
+        assert got["count"] == 12
+        assert got["mae"] == pytest.approx(np.abs(err).mean())
+        assert got["rmse"] == pytest.approx(np.sqrt((err**2).mean()))
+        assert got["r2"] == pytest.approx(1 - (err**2).sum() / ((true[:, j] - true[:, j].mean()) ** 2).sum())
+        assert got["pearson"] == pytest.approx(np.corrcoef(pred[:, j], true[:, j])[0, 1])
