@@ -167,7 +167,6 @@ def test_bapst_reader_loads_simulated_pickle(tiny_run):
 def test_snapshots_only_mode_gives_graph_target_temperature(tiny_run, tmp_path):
     """--n_iso 0: equilibrated configurations, no trajectories; the reader finds T in the metadata."""
     from glassgnn.readers import read_snapshots
-    from glassgnn.readers.graph_values import graph_values
 
     out = tmp_path / "snapshots"
     args = [*TINY, "--output_dir", str(out)]
@@ -187,7 +186,7 @@ def test_snapshots_only_mode_gives_graph_target_temperature(tiny_run, tmp_path):
         (snapshot,) = read_snapshots(out / name)
         np.testing.assert_array_equal(snapshot.positions, expected[c])
         assert snapshot.fields["propensity"].shape == (N_ATOMS, 0)
-        assert graph_values(snapshot, ["temperature"]).tolist() == [TEMPERATURE]
+        assert snapshot.metadata["temperature"] == TEMPERATURE  # what --graph_target temperature reads
 
 
 def test_store_first_float32_keeps_targets_of_full_trajectories(tiny_run):
@@ -309,3 +308,26 @@ def test_bundled_data_set_is_consistent(name):
         np.testing.assert_allclose(propensity(data["positions"], stored), data["targets"][0], atol=1e-5)
         means = [np.mean(t[data["types"] == 0]) for t in data["targets"]]
         assert means == sorted(means) and means[0] > 0  # mean propensity grows with time
+
+
+def test_bundled_temperature_set_is_consistent():
+    """datasets/ka_temperature: complete snapshot-only runs whose files carry their directory's T."""
+    from glassgnn.fileio import sha256
+    from glassgnn.readers import read_snapshots
+    from tests.conftest import REPO
+
+    root = REPO / "datasets" / "ka_temperature"
+    if not (root / "manifest.json").exists():
+        pytest.skip(f"{root} not present")
+    rows = json.loads((root / "manifest.json").read_text())["temperatures"]
+    assert len(rows) >= 3
+    for row in rows:
+        run = json.loads((root / row["directory"] / "manifest.json").read_text())
+        assert run["status"] == "complete" and run["parameters"]["n_iso"] == 0
+        assert run["equilibration"]["converged"]
+        assert row["directory"] == f"T{row['temperature']:.2f}"
+        assert len(run["configs"]) == run["parameters"]["n_configs"] == row["n_configs"]
+        for file, entry in run["configs"].items():
+            assert sha256(root / row["directory"] / file) == entry["sha256"], file
+        (snapshot,) = read_snapshots(root / row["directory"] / "config_0000.pickle")
+        assert snapshot.metadata["temperature"] == row["temperature"]
