@@ -52,6 +52,9 @@ class CompiledOrEager:
                     import torch._inductor.config as inductor_config
 
                     inductor_config.fx_graph_cache = True  # reuse compiled kernels across processes
+                    # In-process kernel builds: a pool of compile workers takes longer to start
+                    # than our few kernels take to build on a 2-core machine.
+                    inductor_config.compile_threads = 1
                     self._compiled = torch.compile(self.fn, dynamic=True)
                 return self._compiled(*args)
             except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly

@@ -37,8 +37,8 @@ layer of ``f_e`` and ``f_n`` by input block,
 gathered, and the parts that never change (``e0 W_e0 + b``, the ``h0`` products) are
 hoisted out of the steps. Edges are processed sorted by receiver (cache-friendly
 gathers and sums) and, without autograd, in chunks that stay in cache.
-:meth:`Bapst.use_compiled` optionally compiles the per-edge kernel with
-``torch.compile`` (falls back to eager with one warning line).
+:meth:`Bapst.use_compiled` optionally compiles the fast path with ``torch.compile``
+(falls back to eager with one warning line).
 
 Not rotation invariant (raw displacement vectors go in): ``invariance = "none"``.
 """
@@ -174,17 +174,15 @@ class Bapst(nn.Module):
         self.decoder = mlp([d, *config.decoder_hidden, config.out_dim])
         self.sequential = config.update_order == "sequential"
         self.fast = config.fast
-        self._edge_kernel = _edge_kernel
+        self._compiled_core: CompiledOrEager | None = None
 
     def use_compiled(self, enabled: bool = True) -> None:
-        """Run the fast path's per-edge kernel compiled by ``torch.compile`` (or eager again).
+        """Run the fast path compiled by ``torch.compile`` (or eagerly again).
 
         Compiling costs seconds at the first call and pays over many frames; if it
-        fails, the kernel runs eagerly after one warning line (:mod:`glassgnn.compile`).
+        fails, the model runs eagerly after one warning line (:mod:`glassgnn.compile`).
         """
-        self._edge_kernel = (
-            CompiledOrEager(_edge_kernel, "the bapst edge kernel") if enabled else _edge_kernel
-        )
+        self._compiled_core = CompiledOrEager(self._fast_core, "the bapst fast path") if enabled else None
 
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
@@ -233,19 +231,47 @@ class Bapst(nn.Module):
     def _forward_fast(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None
     ) -> torch.Tensor:
-        """The plain path's function with split first layers, hoisted constants, sorted edges."""
-        d, n_atoms = self.config.latent_dim, graph.num_nodes()
+        """The plain path's function: edges sorted by receiver, then :meth:`_fast_core`."""
         src, dst = graph.edges()
-        disp = graph.edata[schema.DISP]
-        weight = None if eweight is None else eweight.unsqueeze(1)
-        if not bool((dst[1:] >= dst[:-1]).all()):  # sort by receiver once (outputs are per node)
+        disp = graph.edata[schema.DISP].to(feat.dtype)
+        weight = None if eweight is None else eweight.to(feat.dtype).unsqueeze(1)
+        if not bool((dst[1:] >= dst[:-1]).all()):  # sorted once per call (outputs are per node)
             order = torch.argsort(dst, stable=True)
             src, dst, disp = src[order], dst[order], disp[order]
             weight = None if weight is None else weight[order]
-        h0 = self.node_encoder(feat)
-        e0 = self.edge_encoder(disp.to(h0.dtype))
-        weight = None if weight is None else weight.to(h0.dtype)
+        if self._compiled_core is not None and not self._compiled_core.failed:
+            return self._compiled_core(feat, disp, src, dst, weight, graph.num_nodes(), 0)
+        # Without autograd, chunks of edges keep every intermediate in cache; with autograd
+        # the activations are saved anyway, and one block per step is faster.
+        return self._fast_core(
+            feat, disp, src, dst, weight, graph.num_nodes(), 0 if torch.is_grad_enabled() else EDGE_CHUNK
+        )
 
+    def _fast_core(
+        self,
+        feat: torch.Tensor,
+        disp: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        weight: torch.Tensor | None,
+        n_atoms: int,
+        chunk: int,
+    ) -> torch.Tensor:
+        """Encode, ``num_steps`` split-layer steps, decode, on plain tensors (compilable).
+
+        Args:
+            feat: [n_atoms, in_dim]; disp: [n_edges, 3] in ``feat``'s dtype.
+            src, dst: [n_edges] senders and receivers, ``dst`` sorted.
+            weight: [n_edges, 1] edge weights or None.
+            n_atoms: number of nodes.
+            chunk: edges per block (0: all edges in one block).
+
+        Returns:
+            [n_atoms, out_dim].
+        """
+        d, n_edges = self.config.latent_dim, len(src)
+        h0 = self.node_encoder(feat)
+        e0 = self.edge_encoder(disp)
         first_e, *later = [layer for layer in self.edge_update if isinstance(layer, nn.Linear)]
         rest_e = [(layer.weight, layer.bias) for layer in later]
         w_e, w_e0, w_dst, w_dst0, w_src, w_src0 = first_e.weight.split(d, dim=1)
@@ -260,12 +286,8 @@ class Bapst(nn.Module):
         w_node = torch.cat([w_dst, w_src, w_h]).t()  # [d, 3 H]: h's products, one matmul per step
         w_e_t = w_e.t()
 
-        # Without autograd, chunks of edges keep every intermediate in cache; with autograd
-        # (activations are saved anyway) or compiled (one fused kernel per call), one block.
-        n_edges = len(src)
-        compiled = isinstance(self._edge_kernel, CompiledOrEager) and not self._edge_kernel.failed
-        chunk = n_edges if torch.is_grad_enabled() or compiled else EDGE_CHUNK
-        bounds = [(a, min(a + chunk, n_edges)) for a in range(0, n_edges, chunk)] or [(0, 0)]
+        step = chunk if 0 < chunk < n_edges else max(n_edges, 1)
+        bounds = [(a, min(a + step, n_edges)) for a in range(0, max(n_edges, 1), step)]
         h, e = h0, e0
         for _ in range(self.config.num_steps):
             p_dst, p_src, p_node = torch.addmm(node_const, h, w_node).split(width, dim=1)
@@ -273,9 +295,7 @@ class Bapst(nn.Module):
             received = h.new_zeros(n_atoms, d)
             blocks = []
             for a, b in bounds:
-                e_new = self._edge_kernel(
-                    e[a:b], edge_const[a:b], w_e_t, p_dst, p_src, src[a:b], dst[a:b], rest_e
-                )
+                e_new = _edge_kernel(e[a:b], edge_const[a:b], w_e_t, p_dst, p_src, src[a:b], dst[a:b], rest_e)
                 message = e_new if self.sequential else e[a:b]
                 if weight is not None:
                     message = message * weight[a:b]

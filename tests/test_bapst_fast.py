@@ -140,4 +140,4 @@ def test_compile_failure_falls_back_to_eager(where, monkeypatch, caplog):
     assert len(warnings) == 1 and "running eagerly" in warnings[0] and "\n" not in warnings[0]
     assert ("no C++ compiler" if where == "compile" else "backend bug") in warnings[0]
     model.use_compiled(False)
-    assert model._edge_kernel is bapst._edge_kernel
+    assert model._compiled_core is None
