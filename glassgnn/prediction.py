@@ -1,9 +1,16 @@
 """Apply a trained run to new snapshots, with exactly the graph parameters of its dataset.
 
-Graphs are rebuilt by :func:`glassgnn.dataset.build_graphs` from the run's copy of the
-dataset manifest (cutoff, k-NN, self-loops, per-pair cutoffs, mask, type mapping), so
-a model never sees a graph built differently from those it was trained on. Inputs
-with a particle type outside the run's type map are refused.
+Graphs are rebuilt by :func:`glassgnn.dataset.build_records` from the run's copy of
+the dataset manifest (cutoff, k-NN, self-loops, per-pair cutoffs, mask, type mapping),
+so a model never sees a graph built differently from those it was trained on. Inputs
+with a particle type outside the run's type map are refused. Files are read one at a
+time and their frames predicted one by one, so a long trajectory needs the memory of
+one file's graphs, not of all of them.
+
+Node runs give one row per particle; graph runs (``run.task == "graph"``) one row per
+snapshot. Targets found in the inputs are named as the inputs name them: a bapst
+file read at ``time_index`` 9 gives ``propensity_9`` even if the run learned
+``propensity_0``, and the metrics say so.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 import tqdm
 
 from glassgnn import schema
-from glassgnn.dataset import build_graphs
-from glassgnn.metrics import grouped_metrics
+from glassgnn.compile import should_compile
+from glassgnn.dataset import check_params
+from glassgnn.dataset.build import apply_type_map, build_records, graph_labels
+from glassgnn.metrics import graph_metrics, grouped_metrics
 from glassgnn.run import Run, type_names
 
 log = logging.getLogger(__name__)
@@ -26,14 +36,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Predictions:
-    """Per-atom predictions of every frame of every input, concatenated.
+    """Predictions of every frame of every input, concatenated.
 
     Attributes:
-        arrays: ``pred`` [N, k] (original units), ``atom`` [N] index within its frame,
-            ``type`` [N] type index, ``type_label`` [N] original label, ``source`` [N]
-            input file, ``frame`` [N] frame within the file, ``target_names`` [k];
-            with targets also ``target`` [N, k] and ``mask`` [N].
-        metrics: as in train.py's results.json (per target and type), or None without targets.
+        arrays: node runs: ``pred`` [N, k] (original units), ``atom`` [N] index within
+            its frame, ``type`` [N] type index, ``type_label`` [N] original label,
+            ``source`` [N] input file, ``frame`` [N] frame within the file; graph runs:
+            ``pred`` [G, k], ``source`` [G], ``frame`` [G], ``num_atoms`` [G]. Always
+            ``pred_names`` [k] (what the run learned) and ``target_names`` [k] (the
+            input columns compared with, which name the time index actually read); with
+            targets also ``target`` ([N, k] and ``mask`` [N], or [G, k]).
+        metrics: as in train.py's results.json, keyed by the input's target names, or
+            None without targets.
     """
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -50,61 +64,158 @@ def graph_params(run: Run, format: str | None = None, time_index: int | None = N
     return params
 
 
-def predict_files(run: Run, paths: list[str], params: dict, progress: bool = True) -> Predictions:
+def predict_files(
+    run: Run, paths: list[str], params: dict, progress: bool = True, compile: str = "never"
+) -> Predictions:
     """Predict every frame of ``paths`` (read file by file, predicted frame by frame).
+
+    Args:
+        run: the loaded run.
+        paths: input files (each may hold several frames).
+        params: graph parameters (:func:`graph_params`).
+        progress: show a tqdm bar over frames.
+        compile: ``auto``, ``always`` or ``never``: run the model compiled by
+            ``torch.compile`` where it has a compiled path (``bapst``); ``auto``
+            compiles for jobs of at least :data:`glassgnn.compile.AUTO_MIN_FRAMES` frames,
+            counted from the first file.
 
     Metrics are computed when every frame carries the run's target columns.
     """
-    labels = type_names(run.manifest)
-    parts: dict[str, list] = {k: [] for k in ("pred", "target", "mask", "atom", "type", "source", "frame")}
-    with_targets = True
+    params = check_params(params)
+    frames: list[dict] = []
     bar = tqdm.tqdm(desc="frames", unit="frame", disable=not progress)
-    for path in paths:
-        for frame, graph in enumerate(build_graphs([path], params, type_map=run.manifest["type_map"])):
-            n = graph.num_nodes()
-            parts["pred"].append(run.predict(graph).cpu().numpy())
-            y = graph.ndata[schema.TARGET]
-            if y.shape[1] == len(run.manifest["target_names"]):
-                parts["target"].append(run.targets(graph).numpy())
+    for i, path in enumerate(paths):
+        records = build_records([str(path)], params, require_target=False)
+        if i == 0:
+            _maybe_compile(run, compile, len(records) * len(paths))
+        labels = graph_labels([record for _, record in records], params)
+        for j, (graph, record) in enumerate(records):
+            apply_type_map(graph, record, run.manifest["type_map"])
+            row = {"record": record, "pred": run.predict(graph).cpu().numpy()}
+            if run.task == "graph":
+                if schema.GRAPH_TARGET in labels:
+                    row["target"] = labels[schema.GRAPH_TARGET][j : j + 1, run.columns].numpy()
             else:
-                with_targets = False
-            parts["mask"].append(graph.ndata[schema.MASK].numpy())
-            parts["atom"].append(np.arange(n))
-            parts["type"].append(graph.ndata[schema.TYPE].numpy())
-            parts["source"].append(np.full(n, str(path)))
-            parts["frame"].append(np.full(n, frame))
+                row["type"] = graph.ndata[schema.TYPE].numpy()
+                row["mask"] = graph.ndata[schema.MASK].numpy()
+                if graph.ndata[schema.TARGET].shape[1] == len(run.manifest["target_names"]):
+                    row["target"] = run.targets(graph).numpy()
+            frames.append(row)
             bar.update()
+        del records  # the next file's graphs replace this one's
     bar.close()
-    if not parts["pred"]:
+    if not frames:
         raise ValueError("the inputs hold no frame to predict")
-    arrays = {k: np.concatenate(v) for k, v in parts.items() if v and (k != "target" or with_targets)}
+    return _graph_rows(run, frames) if run.task == "graph" else _node_rows(run, frames)
+
+
+def _maybe_compile(run: Run, mode: str, n_frames: int) -> None:
+    """Switch the run's model to its compiled path when ``mode`` asks for it (and it has one)."""
+    wanted = should_compile(mode, n_frames)
+    if wanted and hasattr(run.model, "use_compiled"):
+        log.info("compiling the model for %d frames (torch.compile; the first frame is slow)", n_frames)
+        run.model.use_compiled(True)
+    elif wanted and mode == "always":
+        log.warning("--compile always: %s has no compiled path; running eagerly", run.config["model_name"])
+
+
+def _target_names(run: Run, frames: list[dict]) -> list[str] | None:
+    """Names of the input columns compared with the predictions, or None if any frame lacks them."""
+    if any("target" not in frame for frame in frames):
+        return None
+    if run.task == "graph":  # per-snapshot values: named by the dataset's graph_target
+        return list(run.target_names)
+    names = {tuple(frame["record"]["target_names"][c] for c in run.columns) for frame in frames}
+    if len(names) > 1:
+        raise ValueError(f"the inputs name their target columns differently: {sorted(names)}")
+    return list(names.pop())
+
+
+def _node_rows(run: Run, frames: list[dict]) -> Predictions:
+    labels = type_names(run.manifest)
+    arrays = {
+        "pred": np.concatenate([f["pred"] for f in frames]),
+        "atom": np.concatenate([np.arange(len(f["pred"])) for f in frames]),
+        "type": np.concatenate([f["type"] for f in frames]),
+        "source": np.concatenate([np.full(len(f["pred"]), str(f["record"]["source"])) for f in frames]),
+        "frame": np.concatenate([np.full(len(f["pred"]), f["record"]["frame"]) for f in frames]),
+    }
     arrays["type_label"] = np.array([labels[t] for t in arrays["type"]])
-    arrays["target_names"] = np.array(run.target_names)
+    arrays["pred_names"] = np.array(run.target_names)
+    names = _target_names(run, frames)
+    arrays["target_names"] = np.array(names if names is not None else run.target_names)
     out = Predictions(arrays)
-    if with_targets:
-        out.metrics = grouped_metrics(
-            arrays["pred"], arrays["target"], arrays["type"], arrays["mask"], run.target_names, labels
-        )
-    else:
-        arrays.pop("mask")
+    if names is None:
         log.info("inputs carry no (or other) target columns: no metrics")
+        return out
+    arrays["target"] = np.concatenate([f["target"] for f in frames])
+    arrays["mask"] = np.concatenate([f["mask"] for f in frames])
+    _note_renamed(run, names)
+    out.metrics = grouped_metrics(
+        arrays["pred"], arrays["target"], arrays["type"], arrays["mask"], names, labels
+    )
     return out
 
 
+def _graph_rows(run: Run, frames: list[dict]) -> Predictions:
+    arrays = {
+        "pred": np.concatenate([f["pred"] for f in frames]),
+        "source": np.array([str(f["record"]["source"]) for f in frames]),
+        "frame": np.array([f["record"]["frame"] for f in frames]),
+        "num_atoms": np.array([f["record"]["num_nodes"] for f in frames]),
+        "pred_names": np.array(run.target_names),
+    }
+    names = _target_names(run, frames)
+    arrays["target_names"] = np.array(names if names is not None else run.target_names)
+    out = Predictions(arrays)
+    if names is not None:
+        target = np.concatenate([f["target"] for f in frames])
+        if np.isnan(target).any():  # some snapshot lacks the value: no metrics, no partial column
+            log.info("some inputs lack the graph target %s: no metrics", names)
+            return out
+        arrays["target"] = target
+        out.metrics = graph_metrics(arrays["pred"], target, names)
+    return out
+
+
+def _note_renamed(run: Run, names: list[str]) -> None:
+    if names != list(run.target_names):
+        log.warning(
+            "comparing the run's %s predictions with the inputs' %s (another time index or target)",
+            ", ".join(run.target_names),
+            ", ".join(names),
+        )
+
+
 def csv_text(arrays: dict[str, np.ndarray]) -> str:
-    """One row per atom: source, frame, atom, type label, predictions (and targets)."""
-    names = [str(n) for n in arrays["target_names"]]
-    header = ["source", "frame", "atom", "type", *[f"pred_{n}" for n in names]]
+    """One row per atom (node runs: source, frame, atom, type label) or per snapshot (graph
+    runs: source, frame, number of atoms), then predictions (and targets)."""
+    preds = [f"pred_{n}" for n in arrays["pred_names"]]
+    per_graph = "atom" not in arrays
+    header = ["source", "frame", *(["num_atoms"] if per_graph else ["atom", "type"]), *preds]
     has_target = "target" in arrays
     if has_target:
-        header += [f"target_{n}" for n in names] + ["mask"]
+        header += [f"target_{n}" for n in arrays["target_names"]] + ([] if per_graph else ["mask"])
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
-    for i in range(len(arrays["atom"])):
-        row = [arrays["source"][i], int(arrays["frame"][i]), int(arrays["atom"][i]), arrays["type_label"][i]]
+    for i in range(len(arrays["pred"])):
+        row = [arrays["source"][i], int(arrays["frame"][i])]
+        if per_graph:
+            row.append(int(arrays["num_atoms"][i]))
+        else:
+            row += [int(arrays["atom"][i]), arrays["type_label"][i]]
         row += [f"{v:.7g}" for v in arrays["pred"][i]]
         if has_target:
-            row += [f"{v:.7g}" for v in arrays["target"][i]] + [int(arrays["mask"][i])]
+            row += [f"{v:.7g}" for v in arrays["target"][i]]
+            row += [] if per_graph else [int(arrays["mask"][i])]
         writer.writerow(row)
     return buf.getvalue()
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch (None: torch's default)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
