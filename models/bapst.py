@@ -145,10 +145,14 @@ def _edge_kernel(
     Returns:
         [n, d] updated edge latents.
     """
-    z = torch.addmm(const, e, w_e) + p_dst.index_select(0, dst) + p_src.index_select(0, src)
-    z = torch.relu(z)
+    # In place where autograd allows (addmm and add do not keep their outputs): fewer passes
+    # over [n, H] memory, which bounds the speed of these small matmuls.
+    z = torch.addmm(const, e, w_e)
+    z += p_dst.index_select(0, dst)
+    z += p_src.index_select(0, src)
+    z = torch.relu_(z)
     for weight, bias in rest:
-        z = torch.relu(nn.functional.linear(z, weight, bias))
+        z = torch.relu_(torch.addmm(bias, z, weight.t()))
     return z
 
 
@@ -286,21 +290,49 @@ class Bapst(nn.Module):
         w_node = torch.cat([w_dst, w_src, w_h]).t()  # [d, 3 H]: h's products, one matmul per step
         w_e_t = w_e.t()
 
-        step = chunk if 0 < chunk < n_edges else max(n_edges, 1)
-        bounds = [(a, min(a + step, n_edges)) for a in range(0, max(n_edges, 1), step)]
         h, e = h0, e0
         for _ in range(self.config.num_steps):
             p_dst, p_src, p_node = torch.addmm(node_const, h, w_node).split(width, dim=1)
             p_dst, p_src = p_dst.contiguous(), p_src.contiguous()
-            received = h.new_zeros(n_atoms, d)
-            blocks = []
-            for a, b in bounds:
-                e_new = _edge_kernel(e[a:b], edge_const[a:b], w_e_t, p_dst, p_src, src[a:b], dst[a:b], rest_e)
-                message = e_new if self.sequential else e[a:b]
-                if weight is not None:
-                    message = message * weight[a:b]
-                received.index_add_(0, dst[a:b], message)  # receivers sorted: a streaming sum
-                blocks.append(e_new)
-            e = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+            if not 0 < chunk < n_edges:  # one block: no slices (their backward copies whole tensors)
+                e_new = _edge_kernel(e, edge_const, w_e_t, p_dst, p_src, src, dst, rest_e)
+                message = e_new if self.sequential else e
+                message = message if weight is None else message * weight
+                received = h.new_zeros(n_atoms, d).index_add_(0, dst, message)
+            else:
+                received, e_new = self._chunked_step(
+                    e, edge_const, w_e_t, p_dst, p_src, src, dst, rest_e, weight, chunk
+                )
+            e = e_new
             h = rest_n(torch.addmm(p_node, received, w_m.t()))
         return self.decoder(h)
+
+    def _chunked_step(
+        self,
+        e: torch.Tensor,
+        edge_const: torch.Tensor,
+        w_e_t: torch.Tensor,
+        p_dst: torch.Tensor,
+        p_src: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        rest_e: list[tuple[torch.Tensor, torch.Tensor]],
+        weight: torch.Tensor | None,
+        chunk: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step's edge update and receiver sums, ``chunk`` edges at a time (no autograd).
+
+        Returns:
+            ``received`` [n_atoms, d] and the updated edge latents [n_edges, d].
+        """
+        received = p_dst.new_zeros(len(p_dst), e.shape[1])
+        e_new = torch.empty_like(e)
+        for a in range(0, len(src), chunk):
+            b = min(a + chunk, len(src))
+            block = _edge_kernel(e[a:b], edge_const[a:b], w_e_t, p_dst, p_src, src[a:b], dst[a:b], rest_e)
+            e_new[a:b] = block
+            message = block if self.sequential else e[a:b]
+            if weight is not None:
+                message = message * weight[a:b]
+            received.index_add_(0, dst[a:b], message)  # receivers sorted: a streaming sum
+        return received, e_new
