@@ -23,13 +23,14 @@ optimisation runs with the model's parameters frozen (no parameter gradients,
 and the sub-computations that do not depend on the masks done once, see
 :mod:`glassgnn.frozen_model`) on a batch of particles' subgraphs at once. The regularisers are summed per
 particle and Adam acts elementwise, so a batch gives the same masks as one
-particle at a time (tested).
+particle at a time (tested). A model that offers ``forward_layers`` runs each layer
+on only the edges that layer needs (:func:`layer_edge_ids`; same masks, tested).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dgl
@@ -105,6 +106,8 @@ class GNNExplainerSettings:
         beta1: weight of the mean of the feature mask.
         beta2: weight of the mean entropy of the feature mask.
         batch_size: particles optimised together.
+        layered: run each message-passing layer on the edges it needs only, when the
+            model offers ``forward_layers`` (see :func:`layer_edge_ids`; same masks).
     """
 
     epochs: int = 300
@@ -114,6 +117,7 @@ class GNNExplainerSettings:
     beta1: float = 1.0
     beta2: float = 0.1
     batch_size: int = 8
+    layered: bool = True
 
 
 def computation_subgraph(graph: dgl.DGLGraph, node: int, num_hops: int) -> tuple[dgl.DGLGraph, int]:
@@ -186,6 +190,55 @@ def khop_subgraphs(
     return batch, offsets.cpu() + torch.tensor(centers), subgraphs, centers
 
 
+def layer_edge_ids(graph: dgl.DGLGraph, centers: torch.Tensor, num_hops: int) -> list[torch.Tensor]:
+    """The edges each of ``num_hops`` message-passing layers needs for the outputs at ``centers``.
+
+    After layer l (1..L) only the particles within L-l hops upstream of a centre still
+    reach a centre's output, so layer l needs only the edges into them: in a 4-hop CuZr
+    computation subgraph 21,300, 6,900, 1,200 and 35 edges instead of 4 x 21,300. A
+    model that offers ``forward_layers(graphs, feat, eweights)`` (layer l reads
+    ``graphs[l]``: all particles, a subset of the edges with their data, weighted by
+    ``eweights[l]``) then gives the centres' outputs exactly, at a fraction of the work.
+
+    Args:
+        graph: computation subgraphs (e.g. the batch of :func:`khop_subgraphs`).
+        centers: [B] the explained particles in it.
+        num_hops: number of layers L.
+
+    Returns:
+        L tensors of edge ids, layer 1 first, each sorted.
+    """
+    hop = torch.full((graph.num_nodes(),), num_hops + 1, dtype=torch.int64, device=graph.device)
+    hop[centers] = 0
+    frontier = centers
+    for h in range(1, num_hops):
+        senders = graph.in_edges(frontier)[0].unique()
+        frontier = senders[hop[senders] > h]
+        hop[frontier] = h
+    receiver_hop = hop[graph.edges()[1].long()]
+    return [torch.nonzero(receiver_hop <= num_hops - layer).reshape(-1) for layer in range(1, num_hops + 1)]
+
+
+def _masked_model(
+    model: nn.Module, batch: dgl.DGLGraph, centers: torch.Tensor, num_hops: int, layered: bool
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``f(feat, edge_mask) -> [n_nodes, out_dim]``, exact at ``centers``: the model on ``batch``,
+    or layer by layer on the edges each layer needs (:func:`layer_edge_ids`) when ``layered``
+    and the model offers ``forward_layers`` for exactly ``num_hops`` layers."""
+    if not (layered and hasattr(model, "forward_layers") and _depth_or_none(model) == num_hops):
+        return lambda feat, mask: model(graph=batch, feat=feat, eweight=mask)
+    eids = layer_edge_ids(batch, centers, num_hops)
+    graphs = [dgl.edge_subgraph(batch, e, relabel_nodes=False, store_ids=False) for e in eids]
+    return lambda feat, mask: model.forward_layers(graphs, feat, [mask[e] for e in eids])
+
+
+def _depth_or_none(model: nn.Module) -> int | None:
+    try:
+        return message_passing_depth(model)
+    except ValueError:
+        return None
+
+
 def _segment_ids(counts: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
 
@@ -250,10 +303,11 @@ def explain_gnnexplainer(
             feat_logits = nn.Parameter(torch.stack([f for _, f in inits]).to(device))
             optimiser = torch.optim.Adam([edge_logits, feat_logits], lr=settings.lr)
             edges_per_graph = batch.batch_num_edges().to(device).float()[edge_seg]
+            masked_model = _masked_model(model, batch, centers, num_hops, settings.layered)
             for _ in range(settings.epochs):
                 optimiser.zero_grad()
                 edge_mask, feat_mask = edge_logits.sigmoid(), feat_logits.sigmoid()
-                pred = model(graph=batch, feat=sub_feat * feat_mask[node_seg], eweight=edge_mask)
+                pred = masked_model(sub_feat * feat_mask[node_seg], edge_mask)
                 loss = (pred[centers] - original).pow(2).sum()
                 loss = loss + settings.alpha1 * edge_mask.sum()
                 loss = loss + settings.alpha2 * (_entropy(edge_mask) / edges_per_graph).sum()

@@ -27,22 +27,25 @@ from torch import nn
 
 
 class _Memo:
-    """The last call of one module: inputs, their versions, the output and its version."""
+    """The last few calls of one module: inputs, their versions, the output and its version.
+
+    Several entries because one module may be called with different inputs within a
+    forward pass (e.g. a radial basis shared by layers that read different edges).
+    """
+
+    size = 8  # entries kept per module, the most recent first
 
     def __init__(self, module: nn.Module, stats: dict[str, int], depth: list[int]):
         self.forward = module.forward
         self.stats = stats
         self.depth = depth
-        self.inputs: tuple[torch.Tensor, ...] | None = None
-        self.output: torch.Tensor | None = None
-        self.versions: tuple[int, ...] = ()
+        self.entries: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...], torch.Tensor]] = []
 
-    def _hit(self, args: tuple) -> bool:
-        if self.inputs is None or len(args) != len(self.inputs):
+    @staticmethod
+    def _hit(args: tuple, inputs: tuple, versions: tuple[int, ...], output: torch.Tensor) -> bool:
+        if len(args) != len(inputs) or output._version != versions[-1]:
             return False
-        if self.output._version != self.versions[-1]:
-            return False
-        for new, old, version in zip(args, self.inputs, self.versions, strict=False):
+        for new, old, version in zip(args, inputs, versions, strict=False):
             if new is old and new._version == version:
                 continue
             if new.shape != old.shape or new.dtype != old.dtype or not torch.equal(new, old):
@@ -57,9 +60,10 @@ class _Memo:
         )
         if not cacheable:
             return self.forward(*args, **kwargs)
-        if self._hit(args):
-            self.stats["hits"] += 1
-            return self.output
+        for entry in self.entries:
+            if self._hit(args, *entry):
+                self.stats["hits"] += 1
+                return entry[2]
         self.depth[0] += 1  # inner modules of a computed call are not memoised (saves memory)
         try:
             output = self.forward(*args)
@@ -67,8 +71,8 @@ class _Memo:
             self.depth[0] -= 1
         self.stats["misses"] += 1
         if isinstance(output, torch.Tensor) and not output.requires_grad:
-            self.inputs, self.output = args, output
-            self.versions = (*(a._version for a in args), output._version)
+            versions = (*(a._version for a in args), output._version)
+            self.entries = [(args, versions, output), *self.entries[: self.size - 1]]
         return output
 
 

@@ -77,15 +77,52 @@ class GCN(nn.Module):
             return {key: graph.ndata[key] for key in (FULL_IN_DEGREE, FULL_OUT_DEGREE)}
         return {FULL_IN_DEGREE: graph.in_degrees().float(), FULL_OUT_DEGREE: graph.out_degrees().float()}
 
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.convs)
+
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
-        weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
-        if FULL_IN_DEGREE in graph.ndata:
-            deg_in, deg_out = graph.ndata[FULL_IN_DEGREE], graph.ndata[FULL_OUT_DEGREE]
+        layers = len(self.convs)
+        return self.forward_layers([graph] * layers, feat, [eweight] * layers)
+
+    def forward_layers(
+        self, graphs: list[dgl.DGLGraph], feat: torch.Tensor, eweights: list[torch.Tensor | None]
+    ) -> torch.Tensor:
+        """Graph convolution i reads ``graphs[i]`` (all particles, some of the edges) with
+        ``eweights[i]``; the degrees are those of ``graphs[0]`` (or the full graph's it carries).
+
+        ``forward`` is this with the same graph for every layer; the explainer passes each
+        layer only the edges it needs (:func:`glassgnn.explanation.layer_edge_ids`).
+        """
+        if len(graphs) != len(self.convs) or len(eweights) != len(graphs):
+            raise ValueError(f"gcn has {len(self.convs)} layers: pass one graph and one eweight per layer")
+        first = graphs[0]
+        if FULL_IN_DEGREE in first.ndata:
+            deg_in, deg_out = first.ndata[FULL_IN_DEGREE], first.ndata[FULL_OUT_DEGREE]
         else:
-            deg_in, deg_out = graph.in_degrees(), graph.out_degrees()
+            deg_in, deg_out = first.in_degrees(), first.out_degrees()
         deg_in, deg_out = deg_in.to(feat.dtype), deg_out.to(feat.dtype)
+        h = self.encoder(feat)
+        for i, (conv, graph, eweight) in enumerate(zip(self.convs, graphs, eweights, strict=True)):
+            if i:
+                h = self.dropout(h)
+            if i == 0 or graph is not graphs[i - 1] or eweight is not eweights[i - 1]:
+                looped, weight = self._normalised(graph, eweight, deg_in, deg_out, feat.dtype)
+            h = conv(looped, h, edge_weight=weight)
+        return self.decoder(h)
+
+    def _normalised(
+        self,
+        graph: dgl.DGLGraph,
+        eweight: torch.Tensor | None,
+        deg_in: torch.Tensor,
+        deg_out: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> tuple[dgl.DGLGraph, torch.Tensor]:
+        """``graph`` with the self-loops (if any) and the edge weights w_ij / sqrt(d_out(j) d_in(i))."""
+        weight = edge_weights(graph, eweight, dtype).squeeze(1)
         if self.self_loops:
             n = graph.num_nodes()
             # add_self_loop appends the new edges after the existing ones, so weights line up.
@@ -94,10 +131,4 @@ class GCN(nn.Module):
             deg_in, deg_out = deg_in + 1, deg_out + 1
         # D_in^-1/2 A D_out^-1/2 as edge weights: GraphConv's norm='both' (degrees clamped at 1).
         src, dst = graph.edges()
-        weight = weight * (deg_out.clamp(min=1)[src.long()] * deg_in.clamp(min=1)[dst.long()]).rsqrt()
-        h = self.encoder(feat)
-        for i, conv in enumerate(self.convs):
-            if i:
-                h = self.dropout(h)
-            h = conv(graph, h, edge_weight=weight)
-        return self.decoder(h)
+        return graph, weight * (deg_out.clamp(min=1)[src.long()] * deg_in.clamp(min=1)[dst.long()]).rsqrt()
