@@ -219,7 +219,7 @@ def layer_edge_ids(graph: dgl.DGLGraph, centers: torch.Tensor, num_hops: int) ->
     return [torch.nonzero(receiver_hop <= num_hops - layer).reshape(-1) for layer in range(1, num_hops + 1)]
 
 
-def _masked_model(
+def masked_model(
     model: nn.Module, batch: dgl.DGLGraph, centers: torch.Tensor, num_hops: int, layered: bool
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``f(feat, edge_mask) -> [n_nodes, out_dim]``, exact at ``centers``: the model on ``batch``,
@@ -303,11 +303,11 @@ def explain_gnnexplainer(
             feat_logits = nn.Parameter(torch.stack([f for _, f in inits]).to(device))
             optimiser = torch.optim.Adam([edge_logits, feat_logits], lr=settings.lr)
             edges_per_graph = batch.batch_num_edges().to(device).float()[edge_seg]
-            masked_model = _masked_model(model, batch, centers, num_hops, settings.layered)
+            predict = masked_model(model, batch, centers, num_hops, settings.layered)
             for _ in range(settings.epochs):
                 optimiser.zero_grad()
                 edge_mask, feat_mask = edge_logits.sigmoid(), feat_logits.sigmoid()
-                pred = masked_model(sub_feat * feat_mask[node_seg], edge_mask)
+                pred = predict(sub_feat * feat_mask[node_seg], edge_mask)
                 loss = (pred[centers] - original).pow(2).sum()
                 loss = loss + settings.alpha1 * edge_mask.sum()
                 loss = loss + settings.alpha2 * (_entropy(edge_mask) / edges_per_graph).sum()

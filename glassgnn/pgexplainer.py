@@ -36,6 +36,7 @@ from glassgnn.explanation import (
     check_per_particle,
     khop_subgraphs,
     make_explanation,
+    masked_model,
     with_subgraph_context,
 )
 from glassgnn.frozen_model import frozen
@@ -86,6 +87,8 @@ class _Batch:
             self.target = check_per_particle(model(graph=self.graph, feat=self.feat), self.graph)[
                 self.centers
             ]
+        # f(feat, edge_mask): the model on the batch, layer by layer where it can be (same outputs).
+        self.predict = masked_model(model, self.graph, self.centers, num_hops, layered=True)
         z = z[self.graph.ndata[dgl.NID].long()]
         src, dst = self.graph.edges()
         center_of_edge = self.centers[
@@ -124,8 +127,8 @@ class RegressionPGExplainer(nn.Module):
             gate = ((noise.log() - (1 - noise).log() + logits) / temperature).sigmoid()
         return (gate + gate[batch.reverse]) / 2
 
-    def loss(self, model: nn.Module, batch: _Batch, mask: torch.Tensor) -> torch.Tensor:
-        pred = model(graph=batch.graph, feat=batch.feat, eweight=mask)[batch.centers]
+    def loss(self, batch: _Batch, mask: torch.Tensor) -> torch.Tensor:
+        pred = batch.predict(batch.feat, mask)[batch.centers]
         s = self.settings
         scaled = mask * 0.98 + 0.01  # keeps the entropy finite, as DGL does
         entropy = -scaled * scaled.log() - (1 - scaled) * (1 - scaled).log()
@@ -176,7 +179,7 @@ def explain_pgexplainer(
             temperature = t0 * (t1 / t0) ** (epoch / max(settings.epochs - 1, 1))
             for batch in batches:
                 optimiser.zero_grad()
-                explainer.loss(model, batch, explainer.mask(batch, temperature, gen)).backward()
+                explainer.loss(batch, explainer.mask(batch, temperature, gen)).backward()
                 optimiser.step()
         out: list[Explanation] = []
         with torch.no_grad():

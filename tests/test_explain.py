@@ -239,7 +239,7 @@ def test_pgexplainer_importances_and_training(setup):
         batch.edge_input.shape[1], pg.PGExplainerSettings(coff_budget=0, coff_connect=0)
     )
     with frozen(model):
-        explainer.loss(model, batch, explainer.mask(batch, 1.0, torch.Generator().manual_seed(0))).backward()
+        explainer.loss(batch, explainer.mask(batch, 1.0, torch.Generator().manual_seed(0))).backward()
     assert explainer.elayers[0].weight.grad.abs().sum() > 0
 
 
@@ -395,8 +395,8 @@ def test_layered_models_give_the_same_outputs_and_explanations(name):
         torch.testing.assert_close(same, model(graph=graph, feat=feat, eweight=weight))
         batch, centers, _, _ = ex.khop_subgraphs(ex.with_subgraph_context(model, graph), nodes, depth)
         sub_feat = feat[batch.ndata[dgl.NID].long()]
-        layered = ex._masked_model(model, batch, centers, depth, layered=True)
-        plain = ex._masked_model(model, batch, centers, depth, layered=False)
+        layered = ex.masked_model(model, batch, centers, depth, layered=True)
+        plain = ex.masked_model(model, batch, centers, depth, layered=False)
         mask = torch.rand(batch.num_edges(), generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(layered(sub_feat, mask)[centers], plain(sub_feat, mask)[centers])
         full = model(graph=graph, feat=feat)[nodes]
