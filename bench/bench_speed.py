@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -87,14 +88,19 @@ def row(measure: str, ours: float, reference: float | None, unit: str, note: str
     }
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    """Median wall time of ``repeats`` calls of ``fn`` (after none: callers warm up) and the last result."""
-    times, result = [], None
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall and CPU seconds of ``repeats`` calls of ``fn`` (callers warm up), and the last result.
+
+    The CPU time (this process, all threads) is what the call costs when it has the cores
+    to itself; on a loaded machine the wall time is longer.
+    """
+    walls, cpus, result = [], [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus), result
 
 
 def bapst_rows(quick: bool, threads: int) -> list[dict]:
@@ -121,20 +127,19 @@ def bapst_rows(quick: bool, threads: int) -> list[dict]:
 
     model.fast = False
     infer()
-    t_plain, pred = timed(infer, 1 if quick else 3)
-    plain_note = f"plain path (concatenations as released), same process; {parity(pred)}"
+    t_plain, c_plain, pred = timed(infer, 1 if quick else 3)
+    plain_note = f"plain path (concatenations as released), same process; CPU {c_plain:.2f} s; {parity(pred)}"
     model.fast = True
     infer()
-    t_fast, pred = timed(infer, repeats)
-    fast_note = f"split layers, hoisted constants, sorted chunked edges; {parity(pred)}"
+    t_fast, c_fast, pred = timed(infer, repeats)
+    fast_note = f"split layers, hoisted constants, sorted chunked edges; CPU {c_fast:.2f} s; {parity(pred)}"
     model.use_compiled(True)
-    start = time.perf_counter()
-    infer()
-    t_first = time.perf_counter() - start
-    t_compiled, pred = timed(infer, repeats)
+    t_first, c_first, _ = timed(infer, 1)
+    t_compiled, c_compiled, pred = timed(infer, repeats)
     compiled_ok = not model._compiled_core.failed
     model.use_compiled(False)
-    compiled_note = f"torch.compile (inductor); {parity(pred)}" if compiled_ok else "compile failed: eager"
+    compiled_note = f"torch.compile (inductor); CPU {c_compiled:.2f} s; {parity(pred)}"
+    compiled_note = compiled_note if compiled_ok else "compile failed: ran eagerly"
     what = "bapst inference, 4096 particles, graph build incl., warm"
     rows += [
         row(f"{what}: plain path", t_plain, TF_WARM, "s", plain_note),
@@ -162,9 +167,11 @@ def fresh_process_row(threads: int) -> dict:
         argv = [sys.executable, str(REPO / "predict.py"), "--run_dir", str(BUNDLED_RUN)]
         argv += ["--input", str(BUNDLED_CONFIGURATION), "--output", str(out), "--no_progress"]
         argv += ["--threads", str(threads), "--compile", "never"]
-        start = time.perf_counter()
+        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(argv, check=True, capture_output=True, cwd=REPO)
         total = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         code = FRESH_STAGES.format(
             repo=str(REPO),
             threads=threads,
@@ -177,7 +184,8 @@ def fresh_process_row(threads: int) -> dict:
         )
     imports, load, graph, forward, write = (float(x) for x in stages.stdout.split()[-5:])
     note = (
-        f"target <= {TARGET_FRESH} s; reference: TF first call; separate run: imports {imports:.2f}, "
+        f"target <= {TARGET_FRESH} s; reference: TF first call; CPU {cpu:.2f} s; "
+        f"separate run: imports {imports:.2f}, "
         f"load run {load:.2f}, graph {graph:.2f}, forward {forward:.2f}, metrics + write {write:.2f} s "
         "(plus interpreter start)"
     )
@@ -192,15 +200,18 @@ def training_rows(model, graph, feat, repeats: int) -> list[dict]:
         model.zero_grad(set_to_none=True)
         model(graph, feat).square().mean().backward()
 
-    times = {}
+    walls, cpus = {}, {}
     for fast in (False, True):
         model.fast = fast
         step()
-        times[fast] = timed(step, repeats)[0]
+        walls[fast], cpus[fast], _ = timed(step, repeats)
     model.eval()
-    note = f"target: >= {TARGET_TRAIN_SPEEDUP}x the plain path; reference = plain path, same process"
+    note = (
+        f"target: >= {TARGET_TRAIN_SPEEDUP}x the plain path; reference = plain path, same process; "
+        f"CPU {cpus[True]:.2f} s against {cpus[False]:.2f} s ({cpus[False] / cpus[True]:.2f}x)"
+    )
     what = "bapst training step (forward + backward), 4096 particles"
-    return [row(what, times[True], times[False], "s", note)]
+    return [row(what, walls[True], walls[False], "s", note)]
 
 
 def peer_rows(quick: bool) -> list[dict]:
