@@ -286,8 +286,9 @@ def explain_gnnexplainer(
     out: list[Explanation] = []
     device = feat.device
     graph = with_subgraph_context(model, graph)
-    with frozen(model, cache=True):
-        for start in range(0, len(nodes), settings.batch_size):
+    for start in range(0, len(nodes), settings.batch_size):
+        # One memo per batch: what it keeps (e.g. SchNet's filters on every edge) dies with the batch.
+        with frozen(model, cache=True):
             chunk = list(nodes[start : start + settings.batch_size])
             batch, centers, subgraphs, local = khop_subgraphs(graph, chunk, num_hops)
             centers = centers.to(device)

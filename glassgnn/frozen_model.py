@@ -9,10 +9,11 @@ network the edge encoder. :func:`frozen` with ``cache=True`` reuses them.
 
 How (a memo written here because neither torch nor DGL offers one for eager
 modules): each submodule's ``forward`` is wrapped; a call whose arguments are
-all tensors that need no gradient, equal in value to the previous call's, returns
-the previous output. Calls that involve anything else (a graph, whose data the
-caller may have changed; a tensor carrying the mask's gradient) always run. A
-cached output modified in place since is recomputed. Modules must be
+all tensors that need no gradient, equal in value to one of its last few calls'
+(:attr:`_Memo.size`), returns that call's output. Calls that involve anything else (a
+graph, whose data the caller may have changed; a tensor carrying the mask's gradient)
+always run. A cached output modified in place since is recomputed. The memo lives
+as long as the :func:`frozen` context: callers open one per batch of work. Modules must be
 deterministic functions of their tensor inputs and frozen parameters (true in
 eval mode: no dropout, batch norm uses running statistics).
 """

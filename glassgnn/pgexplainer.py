@@ -181,18 +181,17 @@ def explain_pgexplainer(
                 optimiser.zero_grad()
                 explainer.loss(batch, explainer.mask(batch, temperature, gen)).backward()
                 optimiser.step()
-        out: list[Explanation] = []
-        with torch.no_grad():
-            for i in range(0, len(nodes), bs):
-                batch = _Batch(model, graph, feat, z, nodes[i : i + bs], num_hops)
-                masks = explainer.mask(batch).cpu().split(batch.graph.batch_num_edges().tolist())
-                no_feat = torch.full((feat.shape[1],), float("nan"))
-                for j, sub in enumerate(batch.subgraphs):
-                    out.append(
-                        make_explanation(
-                            batch.nodes[j], sub, batch.local[j], masks[j], no_feat, batch.target[j]
-                        )
-                    )
-                    if progress is not None:
-                        progress.update(1)
+    out: list[Explanation] = []
+    # One forward pass per batch from here: nothing to memoise.
+    with frozen(model), torch.no_grad():
+        for i in range(0, len(nodes), bs):
+            batch = _Batch(model, graph, feat, z, nodes[i : i + bs], num_hops)
+            masks = explainer.mask(batch).cpu().split(batch.graph.batch_num_edges().tolist())
+            no_feat = torch.full((feat.shape[1],), float("nan"))
+            for j, sub in enumerate(batch.subgraphs):
+                out.append(
+                    make_explanation(batch.nodes[j], sub, batch.local[j], masks[j], no_feat, batch.target[j])
+                )
+                if progress is not None:
+                    progress.update(1)
     return out
