@@ -166,6 +166,9 @@ def test_bapst_reader_loads_simulated_pickle(tiny_run):
 
 def test_snapshots_only_mode_gives_graph_target_temperature(tiny_run, tmp_path):
     """--n_iso 0: equilibrated configurations, no trajectories; the reader finds T in the metadata."""
+    import construct_graph
+    from glassgnn import schema
+    from glassgnn.dataset import load_manifest, load_split_labels
     from glassgnn.readers import read_snapshots
 
     out = tmp_path / "snapshots"
@@ -187,6 +190,15 @@ def test_snapshots_only_mode_gives_graph_target_temperature(tiny_run, tmp_path):
         np.testing.assert_array_equal(snapshot.positions, expected[c])
         assert snapshot.fields["propensity"].shape == (N_ATOMS, 0)
         assert snapshot.metadata["temperature"] == TEMPERATURE  # what --graph_target temperature reads
+    # and construct_graph turns it into the graph label
+    graphs = tmp_path / "graphs"
+    construct_graph.main(
+        ["--train", str(out / "config_0000.pickle"), "--val", str(out / "config_0001.pickle"),
+         "--format", "bapst", "--cutoff", "1.5", "--graph_target", "temperature", "--output_dir", str(graphs)]
+    )  # fmt: skip
+    assert load_manifest(graphs)["task"] == "graph"
+    for split in ("train", "val"):
+        assert load_split_labels(graphs, split)[schema.GRAPH_TARGET].tolist() == [[TEMPERATURE]]
 
 
 def test_store_first_float32_keeps_targets_of_full_trajectories(tiny_run):
