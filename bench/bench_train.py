@@ -7,6 +7,10 @@ section of train.conf.yaml. Prints figures; never run as a test.
     python bench/bench_train.py --mode speed                     # s/epoch and peak memory
     python bench/bench_train.py --mode budget --budget_min 20    # val Pearson after a time budget
 
+``speed_rows(quick)`` gives issue 12's target-4 rows (symgnn, schnet, gcn_edge against the
+reference SymGNN code's figures) to ``bench/bench_speed.py``; ``quick`` times one graph
+instead of six (no reference figure then: the reference was measured on six).
+
 Speed: one warm-up epoch, then the mean of ``--epochs`` timed training epochs (forward,
 backward, Adam step; no evaluation). Peak memory: the maximum resident set size of a
 fresh process per model, with the dataset loaded (baseline printed alongside).
@@ -62,8 +66,13 @@ def _config(model: str, dataset: Path, batch_size: int, **extra) -> dict:
     return resolve(given, REPO / "train.conf.yaml")
 
 
-def speed_one(model: str, dataset: Path, epochs: int, batch_size: int) -> dict:
-    """Seconds per training epoch and peak RSS of ``model`` (run in a fresh process)."""
+def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graphs: int = 0) -> dict:
+    """Seconds per training epoch and peak RSS of ``model`` (run in a fresh process).
+
+    ``max_graphs`` > 0 trains on the first that many training graphs only. The process
+    CPU time per epoch (all threads) is reported too: on a shared machine it moves much
+    less with the load than the wall time does.
+    """
     import torch
 
     from glassgnn.config import model_hparams
@@ -74,6 +83,8 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int) -> dict:
     from models.models import build_model
 
     graphs, manifest = load_dataset(dataset)
+    if max_graphs:
+        graphs["train"] = graphs["train"][:max_graphs]
     base = _rss_gb()
     cfg = _config(model, dataset, batch_size)
     task = Task(graphs, manifest, cfg)
@@ -81,13 +92,16 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int) -> dict:
     opt, _ = make_optimizer(net, cfg)
     device = torch.device("cpu")
     train_epoch(net, opt, task, cfg, 0, device, DistInfo())  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for epoch in range(1, epochs + 1):
         train_epoch(net, opt, task, cfg, epoch, device, DistInfo())
     seconds = (time.perf_counter() - start) / epochs
     return {
+        "cpu_s_per_epoch": (time.process_time() - cpu) / epochs,
+        "load": os.getloadavg()[0],
         "model": model,
         "parameters": sum(p.numel() for p in net.parameters()),
+        "graphs": len(graphs["train"]),
         "edges": sum(g.num_edges() for g in graphs["train"]),
         "s_per_epoch": seconds,
         "peak_rss_gb": _rss_gb(),
@@ -131,6 +145,71 @@ def budget_one(model: str, dataset: Path, minutes: float, batch_size: int, out: 
     }
 
 
+# Issue 12 (reference SymGNN train.py, full batch on the six CuZr training graphs at 5 Å, CPU,
+# 2 cores): seconds per epoch, peak GiB; and the targets of target 4.
+REFERENCE = {"symgnn": (13.5, 14.0), "schnet": (16.0, 11.3), "gcn_edge": (4.4, 5.4)}
+TARGET = {"symgnn": (6.7, 7.0), "schnet": (8.0, 5.6), "gcn_edge": (2.2, None)}
+
+
+def _measure_in_subprocess(model: str, args: list[str]) -> dict:
+    """``speed_one`` in a fresh process (so that its peak memory is its own); {"error": ...} on failure."""
+    cmd = [sys.executable, __file__, "--one", model, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    reason = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode} (out of memory?)"]
+    return {"model": model, "error": reason[0]}
+
+
+def speed_rows(quick: bool) -> list[dict]:
+    """Issue 12 target 4 as rows of bench_speed.py's table: s/epoch and peak GiB per model.
+
+    Full: one warm-up and one timed full-batch epoch on the six training graphs. Quick: one
+    graph (about a sixth of the work; no reference figure, which is for six graphs).
+    """
+    if not (DEFAULT_DATA / "train0.pickle").exists():
+        return [_row("train.py epoch", float("nan"), None, "s", f"skipped: no CuZr data in {DEFAULT_DATA}")]
+    dataset = build_dataset(DEFAULT_DATA, Path(tempfile.gettempdir()) / "glassgnn_bench_cuzr")
+    graphs = 1 if quick else 6
+    rows = []
+    for model, (ref_s, ref_gib) in REFERENCE.items():
+        args = [
+            "--epochs",
+            "1",
+            "--batch_size",
+            "6",
+            "--max_graphs",
+            str(graphs),
+            "--dataset_dir",
+            str(dataset),
+        ]
+        r = _measure_in_subprocess(model, args)
+        what = f"train.py epoch, {model}, full batch of {graphs} CuZr graph(s)"
+        if "error" in r:
+            rows.append(_row(what, float("nan"), None, "s", f"failed: {r['error']}"))
+            continue
+        target_s, target_gib = TARGET[model]
+        note = f"CPU time {r['cpu_s_per_epoch']:.1f} s, load {r['load']:.1f}, {r['threads']} threads"
+        rows.append(
+            _row(what, r["s_per_epoch"], None if quick else ref_s, "s", f"{note}; target {target_s} s")
+        )
+        gib_note = "peak RSS of the process" + (f"; target {target_gib} GiB" if target_gib else "")
+        rows.append(_row(f"{what}, memory", r["peak_rss_gb"], None if quick else ref_gib, "GiB", gib_note))
+    return rows
+
+
+def _row(measure: str, ours: float, reference: float | None, unit: str, note: str) -> dict:
+    ratio = reference / ours if reference is not None and unit == "s" and ours > 0 else None
+    return {
+        "measure": measure,
+        "ours": ours,
+        "reference": reference,
+        "unit": unit,
+        "ratio": ratio,
+        "note": note,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     from models.models import model_names
 
@@ -151,13 +230,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--output_dir", type=Path, default=Path(tempfile.gettempdir()) / "glassgnn_bench_runs"
     )
+    parser.add_argument("--max_graphs", type=int, default=0, help="speed: train on the first N graphs only")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model in this process
     args = parser.parse_args(argv)
     if not (args.data / "train0.pickle").exists():
         sys.exit(f"bench_train.py: {args.data} has no train0.pickle (the CuZr data is not bundled)")
     dataset = build_dataset(args.data, args.dataset_dir)
     if args.one:
-        print(json.dumps(speed_one(args.one, dataset, args.epochs, args.batch_size)))
+        print(json.dumps(speed_one(args.one, dataset, args.epochs, args.batch_size, args.max_graphs)))
         return
     print(f"# load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
     known = model_names()
@@ -166,15 +246,16 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"model": model, "skipped": "not registered"}))
             continue
         if args.mode == "speed":
-            cmd = [sys.executable, __file__, "--one", model, "--epochs", str(args.epochs)]
-            cmd += ["--batch_size", str(args.batch_size)]
-            cmd += ["--data", str(args.data), "--dataset_dir", str(dataset)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else None
-            error = proc.stderr.strip().splitlines()[-1:] or [
-                f"exit status {proc.returncode} (killed: out of memory?)"
+            cmd = ["--epochs", str(args.epochs), "--batch_size", str(args.batch_size)]
+            cmd += [
+                "--max_graphs",
+                str(args.max_graphs),
+                "--data",
+                str(args.data),
+                "--dataset_dir",
+                str(dataset),
             ]
-            print(line or json.dumps({"model": model, "error": error}))
+            print(json.dumps(_measure_in_subprocess(model, cmd)))
         else:
             print(json.dumps(budget_one(model, dataset, args.budget_min, args.batch_size, args.output_dir)))
         sys.stdout.flush()

@@ -26,7 +26,7 @@ import dgl.function as fn
 import torch
 from torch import nn
 
-from models.common import GaussianRBF, cosine_cutoff, edge_geometry, edge_weights
+from models.common import RadialBasisConfig, cosine_cutoff, edge_geometry, edge_weights
 from models.models import ModelConfig, register_model
 
 
@@ -36,22 +36,17 @@ def _softplus() -> nn.Module:
 
 
 @dataclass
-class MGCNConfig(ModelConfig):
+class MGCNConfig(RadialBasisConfig, ModelConfig):
     """Attributes:
     hidden_dim: width of node and edge states.
     num_layers: number of interaction levels L.
     readout_dim: hidden width of the readout MLP.
-    cutoff: radius (Å) of the smooth cutoff and of the last RBF centre.
-    rbf_gap: spacing of the Gaussian centres (Å).
-    rbf_gamma: Gaussian width parameter (Å^-2).
+    cutoff, rbf_gap, rbf_gamma: the radial basis (:class:`models.common.RadialBasisConfig`).
     """
 
     hidden_dim: int = 64
     num_layers: int = 3
     readout_dim: int = 64
-    cutoff: float = 5.0
-    rbf_gap: float = 0.1
-    rbf_gamma: float = 10.0
 
 
 class MultiLevelInteraction(nn.Module):
@@ -88,7 +83,7 @@ class MGCN(nn.Module):
         super().__init__()
         d = config.hidden_dim
         self.cutoff = config.cutoff
-        self.rbf = GaussianRBF(config.cutoff, config.rbf_gap, config.rbf_gamma)
+        self.rbf = config.radial_basis()
         self.node_embedding = nn.Linear(config.in_dim, d)
         self.pair_in = nn.Linear(config.in_dim, d)
         self.pair_out = nn.Sequential(_softplus(), nn.Linear(d, d))

@@ -37,28 +37,23 @@ import torch
 from dgl.nn import NNConv
 from torch import nn
 
-from models.common import GaussianRBF, cosine_cutoff, edge_geometry, edge_weights
+from models.common import RadialBasisConfig, cosine_cutoff, edge_geometry, edge_weights
 from models.models import ModelConfig, register_model
 
 
 @dataclass
-class MPNNConfig(ModelConfig):
+class MPNNConfig(RadialBasisConfig, ModelConfig):
     """Attributes:
     hidden_dim: node state width d.
     edge_hidden_dim: hidden width k of the edge network.
     num_steps: message-passing steps T.
-    cutoff: radius (Å) of the smooth cutoff and of the last RBF centre.
-    rbf_gap: spacing of the Gaussian centres (Å).
-    rbf_gamma: Gaussian width parameter (Å^-2).
+    cutoff, rbf_gap, rbf_gamma: the radial basis (:class:`models.common.RadialBasisConfig`).
     factorised: compute messages without per-edge matrices (same result, far less memory).
     """
 
     hidden_dim: int = 64
     edge_hidden_dim: int = 128
     num_steps: int = 3
-    cutoff: float = 5.0
-    rbf_gap: float = 0.1
-    rbf_gamma: float = 10.0
     factorised: bool = True
 
 
@@ -103,7 +98,7 @@ class MPNN(nn.Module):
         self.cutoff = config.cutoff
         self.num_steps = config.num_steps
         self.factorised = config.factorised
-        self.rbf = GaussianRBF(config.cutoff, config.rbf_gap, config.rbf_gamma)
+        self.rbf = config.radial_basis()
         self.embedding = nn.Sequential(nn.Linear(config.in_dim, d), nn.ReLU())
         # Edge network z -> A: first layer (with ReLU), then the linear map to d*d entries.
         self.edge_hidden = nn.Sequential(nn.Linear(self.rbf.num_basis, k), nn.ReLU())

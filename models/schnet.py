@@ -15,6 +15,13 @@ The convolution is the one of DGL's ``CFConv``, written here as one fused
 ``update_all(u_mul_e, sum)`` so that the filter can carry the smooth cutoff and
 the edge weight w_ij (``CFConv`` applies its edge network internally and takes
 neither). Depends on distances only, hence rotation invariant.
+
+Two ways to compute the same thing (``fast``, tested equal in values and gradients):
+the plain path, :meth:`Interaction.plain`, is the readable reference in autograd ops;
+the fast one (default, :class:`_FusedCFConv`) runs the filter network over chunks of
+edges that stay in cache and keeps two [n_edges, num_filters] tensors per block for the
+backward pass instead of about six, so that a full batch of six 8000-atom CuZr graphs
+(1.6 M edges) trains in well under half the plain path's memory.
 """
 
 from __future__ import annotations
@@ -26,34 +33,104 @@ import dgl.function as fn
 import torch
 from torch import nn
 
-from models.common import GaussianRBF, ShiftedSoftplus, cosine_cutoff, edge_geometry, edge_weights
+from models.common import (
+    GaussianRBF,
+    RadialBasisConfig,
+    ShiftedSoftplus,
+    cosine_cutoff,
+    edge_geometry,
+    edge_weights,
+    row_chunks,
+    ssp_,
+)
 from models.models import ModelConfig, register_model
 
 
 @dataclass
-class SchNetConfig(ModelConfig):
+class SchNetConfig(RadialBasisConfig, ModelConfig):
     """Attributes (paper defaults):
     hidden_dim: atom-wise feature width (64).
     num_filters: filter width of the continuous-filter convolutions (64).
     num_interactions: number of interaction blocks (3).
-    cutoff: radius (Å) of the smooth cutoff and of the last RBF centre; match the graph's cutoff.
-    rbf_gap: spacing of the Gaussian centres (0.1 Å).
-    rbf_gamma: Gaussian width parameter (10 Å^-2).
+    cutoff, rbf_gap, rbf_gamma: the radial basis (:class:`models.common.RadialBasisConfig`).
+    fast: fused, memory-lean computation (same results as the plain path, which ``false`` runs).
     """
 
     hidden_dim: int = 64
     num_filters: int = 64
     num_interactions: int = 3
-    cutoff: float = 5.0
-    rbf_gap: float = 0.1
-    rbf_gamma: float = 10.0
+    fast: bool = True
+
+
+class _FusedCFConv(torch.autograd.Function):
+    """v_i = sum_j x_j * ssp(W_2 ssp(W_1 rbf(d_ij) + b_1) + b_2) * s_ij, with a hand-written backward.
+
+    Equals :meth:`Interaction.plain` (filter network, then DGL's ``u_mul_e``/``sum``).
+    Autograd would keep rbf, both pre-activations, both activations and the filter
+    ([n_edges, 64] each); here the filter network runs over cache-sized chunks of edges,
+    only the two pre-activations are kept, and the backward pass recomputes the rest
+    chunk by chunk. Message passing stays in DGL's fused kernels (no per-edge messages).
+    Gradients flow to x, the envelope s (hence to ``eweight``) and the filter weights;
+    distances get none (the caller takes the plain path when they need one).
+    """
+
+    @staticmethod
+    def forward(ctx, graph, x, dist, envelope, rbf, w1, b1, w2, b2):
+        n_edges = dist.shape[0]
+        a1 = dist.new_empty(n_edges, w1.shape[0])
+        a2 = dist.new_empty(n_edges, w2.shape[0])
+        filters = torch.empty_like(a2)
+        for rows in row_chunks(n_edges):
+            torch.addmm(b1, rbf(dist[rows]), w1.t(), out=a1[rows])
+            torch.addmm(b2, ssp_(a1[rows]), w2.t(), out=a2[rows])
+            torch.mul(ssp_(a2[rows]), envelope[rows], out=filters[rows])
+        ctx.graph, ctx.rbf = graph, rbf
+        ctx.save_for_backward(x, dist, envelope, w2, a1, a2)
+        return dgl.ops.u_mul_e_sum(graph, x, filters)
+
+    @staticmethod
+    def backward(ctx, grad_v):
+        x, dist, envelope, w2, a1, a2 = ctx.saved_tensors
+        need_x, need_env = ctx.needs_input_grad[1], ctx.needs_input_grad[3]
+        need_weights = any(ctx.needs_input_grad[5:9])
+        grad_x = grad_env = grad_w1 = grad_b1 = grad_w2 = grad_b2 = None
+        if need_x:
+            filters = torch.empty_like(a2)
+            for rows in row_chunks(len(a2)):
+                torch.mul(ssp_(a2[rows]), envelope[rows], out=filters[rows])
+            # d v_i / d x_j = filter_ij: the sum runs over the reversed edges.
+            grad_x = dgl.ops.u_mul_e_sum(dgl.reverse(ctx.graph), grad_v, filters)
+            del filters
+        if not (need_env or need_weights):
+            return None, grad_x, None, None, None, None, None, None, None
+        grad_filters = dgl.ops.u_mul_v(ctx.graph, x, grad_v)  # [n_edges, F]: x_src * grad_dst
+        if need_env:
+            grad_env = torch.empty_like(envelope)
+        if need_weights:
+            grad_w1 = a1.new_zeros(a1.shape[1], ctx.rbf.num_basis)
+            grad_b1 = a1.new_zeros(a1.shape[1])
+            grad_w2 = torch.zeros_like(w2)
+            grad_b2 = a2.new_zeros(a2.shape[1])
+        for rows in row_chunks(len(a2)):
+            g = grad_filters[rows]
+            if need_env:
+                torch.sum(g * ssp_(a2[rows]), 1, keepdim=True, out=grad_env[rows])
+            if need_weights:
+                g2 = g.mul_(envelope[rows]).mul_(torch.sigmoid(a2[rows]))  # d/d a2
+                grad_w2.addmm_(g2.t(), ssp_(a1[rows]))
+                grad_b2 += g2.sum(0)
+                g1 = (g2 @ w2).mul_(torch.sigmoid(a1[rows]))  # d/d a1
+                grad_w1.addmm_(g1.t(), ctx.rbf(dist[rows]))
+                grad_b1 += g1.sum(0)
+        return None, grad_x, None, grad_env, None, grad_w1, grad_b1, grad_w2, grad_b2
 
 
 class Interaction(nn.Module):
     """SchNet interaction block: in2f, cfconv with filter network, f2out, residual."""
 
-    def __init__(self, dim: int, num_filters: int, num_rbf: int):
+    def __init__(self, dim: int, num_filters: int, num_rbf: int, fast: bool = True):
         super().__init__()
+        self.fast = fast
         self.filter_net = nn.Sequential(
             nn.Linear(num_rbf, num_filters),
             ShiftedSoftplus(),
@@ -64,14 +141,32 @@ class Interaction(nn.Module):
         self.f2out = nn.Sequential(nn.Linear(num_filters, dim), ShiftedSoftplus(), nn.Linear(dim, dim))
 
     def forward(
+        self,
+        graph: dgl.DGLGraph,
+        x: torch.Tensor,
+        rbf: GaussianRBF,
+        dist: torch.Tensor,
+        envelope: torch.Tensor,
+    ) -> torch.Tensor:
+        """x [n_atoms, dim] -> x + f2out(cfconv(in2f(x))), distances [n_edges, 1], envelope [n_edges, 1]."""
+        if self.fast and not dist.requires_grad:
+            first, _, second, _ = self.filter_net
+            v = _FusedCFConv.apply(
+                graph, self.in2f(x), dist, envelope, rbf, first.weight, first.bias, second.weight, second.bias
+            )
+        else:
+            v = self.plain(graph, x, rbf(dist), envelope)
+        return x + self.f2out(v)
+
+    def plain(
         self, graph: dgl.DGLGraph, x: torch.Tensor, rbf: torch.Tensor, envelope: torch.Tensor
     ) -> torch.Tensor:
+        """The continuous-filter convolution in autograd ops (the reference of the fast path)."""
         with graph.local_scope():
             graph.srcdata["h"] = self.in2f(x)
             graph.edata["w"] = self.filter_net(rbf) * envelope
             graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "v"))
-            v = graph.dstdata["v"]
-        return x + self.f2out(v)
+            return graph.dstdata["v"]
 
 
 @register_model("schnet", SchNetConfig)
@@ -81,10 +176,10 @@ class SchNet(nn.Module):
     def __init__(self, config: SchNetConfig):
         super().__init__()
         self.cutoff = config.cutoff
-        self.rbf = GaussianRBF(config.cutoff, config.rbf_gap, config.rbf_gamma)
+        self.rbf = config.radial_basis()
         self.embedding = nn.Linear(config.in_dim, config.hidden_dim)
         self.interactions = nn.ModuleList(
-            Interaction(config.hidden_dim, config.num_filters, self.rbf.num_basis)
+            Interaction(config.hidden_dim, config.num_filters, self.rbf.num_basis, config.fast)
             for _ in range(config.num_interactions)
         )
         self.output = nn.Sequential(
@@ -97,10 +192,9 @@ class SchNet(nn.Module):
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
         _, dist = edge_geometry(graph, feat.dtype)
-        rbf = self.rbf(dist)
         # The cutoff and the edge weight multiply every filter, in every block.
         envelope = cosine_cutoff(dist, self.cutoff) * edge_weights(graph, eweight, feat.dtype)
         x = self.embedding(feat)
         for block in self.interactions:
-            x = block(graph, x, rbf, envelope)
+            x = block(graph, x, self.rbf, dist, envelope)
         return self.output(x)

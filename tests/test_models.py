@@ -17,10 +17,11 @@ import pytest
 import torch
 from e3nn import o3
 
+import models.common
 from glassgnn import schema
 from glassgnn.graph import build_graph
 from models.common import cubic_group
-from models.models import build_model, model_names
+from models.models import build_model, model_config_keys, model_names
 from tests.conftest import CUZR_DIR, requires_cuzr
 from tests.model_testing import (
     graph_and_feat,
@@ -268,3 +269,32 @@ def test_mpnn_factorised_messages_equal_nnconv_with_per_edge_matrices():
         grads.append(torch.cat([eweight.grad, *[p.grad.flatten() for p in model.parameters()]]))
     torch.testing.assert_close(outs[0], outs[1], atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-10, rtol=1e-9)
+
+
+FAST_PATHS = [name for name in MODELS if "fast" in model_config_keys(name)]
+
+
+@pytest.mark.parametrize("name", FAST_PATHS)
+def test_fast_path_equals_plain_path_in_outputs_and_gradients(name, monkeypatch):
+    # Chunks of 50 edges: the graph (about 500 edges) spans many of them, with a ragged last one.
+    monkeypatch.setattr(models.common, "EDGE_CHUNK", 50)
+    graph, feat = synthetic(seed=16)
+    torch.manual_seed(0)
+    fast = small_model(name, 3, fast=True).double().train()
+    plain = small_model(name, 3, fast=False).double().train()
+    plain.load_state_dict(fast.state_dict())
+    results = []
+    for model in (fast, plain):
+        torch.manual_seed(1)  # same dropout masks and random transforms, if any
+        eweight = torch.rand(
+            graph.num_edges(), dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+        )
+        eweight.requires_grad_(True)
+        x = feat.double().requires_grad_(True)
+        out = model(graph, x, eweight)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads = [eweight.grad, x.grad, *[p.grad for p in model.parameters()]]
+        results.append((out, grads + list(model.state_dict().values())))  # + batch-norm running stats
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=1e-10)
+    for got, want in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
