@@ -149,7 +149,9 @@ class Interaction(nn.Module):
         envelope: torch.Tensor,
     ) -> torch.Tensor:
         """x [n_atoms, dim] -> x + f2out(cfconv(in2f(x))), distances [n_edges, 1], envelope [n_edges, 1]."""
-        if self.fast and not dist.requires_grad:
+        # The fused path recomputes the filters in chunks to save memory while training;
+        # with frozen weights (explainers) the plain path lets the filters be cached.
+        if self.fast and not dist.requires_grad and self.filter_net[0].weight.requires_grad:
             first, _, second, _ = self.filter_net
             v = _FusedCFConv.apply(
                 graph, self.in2f(x), dist, envelope, rbf, first.weight, first.bias, second.weight, second.bias
@@ -188,13 +190,33 @@ class SchNet(nn.Module):
             nn.Linear(config.hidden_dim // 2, config.out_dim),
         )
 
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.interactions)
+
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
-        _, dist = edge_geometry(graph, feat.dtype)
-        # The cutoff and the edge weight multiply every filter, in every block.
-        envelope = cosine_cutoff(dist, self.cutoff) * edge_weights(graph, eweight, feat.dtype)
+        blocks = len(self.interactions)
+        return self.forward_layers([graph] * blocks, feat, [eweight] * blocks)
+
+    def forward_layers(
+        self, graphs: list[dgl.DGLGraph], feat: torch.Tensor, eweights: list[torch.Tensor | None]
+    ) -> torch.Tensor:
+        """Interaction block i reads ``graphs[i]`` (all particles, some of the edges) with
+        ``eweights[i]``; ``forward`` is this with the same graph for every block, and the
+        explainer passes each block only the edges it needs
+        (:func:`glassgnn.explanation.layer_edge_ids`).
+        """
+        if len(graphs) != len(self.interactions) or len(eweights) != len(graphs):
+            raise ValueError(
+                f"schnet has {len(self.interactions)} blocks: pass one graph and one eweight per block"
+            )
         x = self.embedding(feat)
-        for block in self.interactions:
+        for i, (block, graph, eweight) in enumerate(zip(self.interactions, graphs, eweights, strict=True)):
+            if i == 0 or graph is not graphs[i - 1] or eweight is not eweights[i - 1]:
+                _, dist = edge_geometry(graph, feat.dtype)
+                # The cutoff and the edge weight multiply every filter, in every block.
+                envelope = cosine_cutoff(dist, self.cutoff) * edge_weights(graph, eweight, feat.dtype)
             x = block(graph, x, self.rbf, dist, envelope)
         return self.output(x)
