@@ -18,9 +18,10 @@ import torch
 log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "always", "never")
-# Frames from which ``auto`` compiles: the first compiled call costs ~7 s on a 2-core CPU
-# and saves ~0.6 s per 4096-particle frame afterwards (bench/bench_speed.py).
-AUTO_MIN_FRAMES = 16
+# Frames from which ``auto`` compiles: on the 2-core bench machine the first compiled call
+# of bapst on a 4096-particle frame took 25 s (under load) and each later frame 0.6 s less
+# than eager (bench/bench_speed.py), so compiling pays after roughly 40 frames.
+AUTO_MIN_FRAMES = 64
 
 
 def should_compile(mode: str, n_frames: int) -> bool:
