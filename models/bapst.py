@@ -132,6 +132,7 @@ def _edge_kernel(
     src: torch.Tensor,
     dst: torch.Tensor,
     rest: list[tuple[torch.Tensor, torch.Tensor]],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``f_e`` on a block of edges, its first layer split by input block (ReLU after every layer).
 
@@ -141,18 +142,19 @@ def _edge_kernel(
         p_dst, p_src: [n_atoms, H] node-side products of receivers and senders.
         src, dst: [n] sender and receiver of each edge.
         rest: (weight, bias) of the later linear layers of ``f_e``.
+        out: optional [n, d] tensor to write the result into (no autograd).
 
     Returns:
         [n, d] updated edge latents.
     """
     # In place where autograd allows (addmm and add do not keep their outputs): fewer passes
     # over [n, H] memory, which bounds the speed of these small matmuls.
-    z = torch.addmm(const, e, w_e)
+    z = torch.addmm(const, e, w_e, out=None if rest else out)
     z += p_dst.index_select(0, dst)
     z += p_src.index_select(0, src)
     z = torch.relu_(z)
-    for weight, bias in rest:
-        z = torch.relu_(torch.addmm(bias, z, weight.t()))
+    for i, (weight, bias) in enumerate(rest):
+        z = torch.relu_(torch.addmm(bias, z, weight.t(), out=out if i == len(rest) - 1 else None))
     return z
 
 
@@ -329,8 +331,8 @@ class Bapst(nn.Module):
         e_new = torch.empty_like(e)
         for a in range(0, len(src), chunk):
             b = min(a + chunk, len(src))
-            block = _edge_kernel(e[a:b], edge_const[a:b], w_e_t, p_dst, p_src, src[a:b], dst[a:b], rest_e)
-            e_new[a:b] = block
+            block = e_new[a:b]
+            _edge_kernel(e[a:b], edge_const[a:b], w_e_t, p_dst, p_src, src[a:b], dst[a:b], rest_e, out=block)
             message = block if self.sequential else e[a:b]
             if weight is not None:
                 message = message * weight[a:b]
