@@ -18,11 +18,10 @@ Budget: train.py's loop with ``max_time`` = budget (evaluation of train and val 
 epoch counts against it), then val Pearson at the validation-selected epoch.
 The CuZr data is read from ../shared/data/cuzr_symgnn (not bundled).
 
-Measured on the 2-core, 24 GiB development machine (shared, load average 6-10): the full
-batch fits for schnet (86 s/epoch, 6.5 GB peak) but not for symgnn (killed by the
-kernel at 11.8 GB while others used the rest) or bapst (killed at 22.7 GB: 64-wide edge
-latents on 1.6 M edges, 7 steps); ``--batch_size 1`` (six steps per epoch) fits all
-three. Figures and the budget table are in the README's train section.
+``--epochs 0`` measures the peak memory of one full-batch training step (forward,
+backward, Adam) per model: the README's models section has that table for every model.
+Figures, with the load of the shared machine they were taken at, are in the README's
+models and train sections.
 """
 
 from __future__ import annotations
@@ -91,19 +90,22 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graph
     net = build_model(model, model_hparams(cfg, task.in_dim, task.out_dim))
     opt, _ = make_optimizer(net, cfg)
     device = torch.device("cpu")
+    start = time.perf_counter()
     train_epoch(net, opt, task, cfg, 0, device, DistInfo())  # warm-up
+    first = time.perf_counter() - start
     start, cpu = time.perf_counter(), time.process_time()
     for epoch in range(1, epochs + 1):
         train_epoch(net, opt, task, cfg, epoch, device, DistInfo())
-    seconds = (time.perf_counter() - start) / epochs
+    timed = epochs > 0  # --epochs 0: the warm-up only (a peak-memory measurement)
     return {
-        "cpu_s_per_epoch": (time.process_time() - cpu) / epochs,
+        "first_epoch_s": first,
+        "cpu_s_per_epoch": (time.process_time() - cpu) / epochs if timed else None,
         "load": os.getloadavg()[0],
         "model": model,
         "parameters": sum(p.numel() for p in net.parameters()),
         "graphs": len(graphs["train"]),
         "edges": sum(g.num_edges() for g in graphs["train"]),
-        "s_per_epoch": seconds,
+        "s_per_epoch": (time.perf_counter() - start) / epochs if timed else None,
         "peak_rss_gb": _rss_gb(),
         "rss_after_data_gb": base,
         "batch_size": batch_size,
@@ -223,7 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--batch_size", type=int, default=6, help="graphs per step (6: full batch of the protocol)"
     )
-    parser.add_argument("--epochs", type=int, default=2, help="speed: timed epochs per model")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="speed: timed epochs per model (0: peak memory of one step only)",
+    )
     parser.add_argument(
         "--budget_min", type=float, default=20.0, help="budget: minutes of training per model"
     )

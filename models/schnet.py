@@ -33,8 +33,8 @@ import dgl.function as fn
 import torch
 from torch import nn
 
+from glassgnn.frozen_model import MaskedFilterConv
 from models.common import (
-    GaussianRBF,
     RadialBasisConfig,
     ShiftedSoftplus,
     cosine_cutoff,
@@ -63,66 +63,65 @@ class SchNetConfig(RadialBasisConfig, ModelConfig):
 
 
 class _FusedCFConv(torch.autograd.Function):
-    """v_i = sum_j x_j * ssp(W_2 ssp(W_1 rbf(d_ij) + b_1) + b_2) * s_ij, with a hand-written backward.
+    """v_i = sum_j x_j * ssp(W_2 ssp(W_1 rbf_ij + b_1) + b_2) * s_ij, with a hand-written backward.
 
     Equals :meth:`Interaction.plain` (filter network, then DGL's ``u_mul_e``/``sum``).
-    Autograd would keep rbf, both pre-activations, both activations and the filter
-    ([n_edges, 64] each); here the filter network runs over cache-sized chunks of edges,
-    only the two pre-activations are kept, and the backward pass recomputes the rest
-    chunk by chunk. Message passing stays in DGL's fused kernels (no per-edge messages).
+    Autograd would keep both pre-activations, both activations and the filter
+    ([n_edges, 64] each); here the filter network runs over chunks of edges, only the
+    two pre-activations are kept, and the backward pass recomputes the rest chunk by
+    chunk. Message passing stays in DGL's fused kernels (no per-edge messages).
     Gradients flow to x, the envelope s (hence to ``eweight``) and the filter weights;
-    distances get none (the caller takes the plain path when they need one).
+    the radial basis gets none (the caller takes the plain path when it needs one).
     """
 
     @staticmethod
-    def forward(ctx, graph, x, dist, envelope, rbf, w1, b1, w2, b2):
-        n_edges = dist.shape[0]
-        a1 = dist.new_empty(n_edges, w1.shape[0])
-        a2 = dist.new_empty(n_edges, w2.shape[0])
+    def forward(ctx, graph, x, rbf, envelope, w1, b1, w2, b2):
+        a1 = rbf.new_empty(len(rbf), w1.shape[0])
+        a2 = rbf.new_empty(len(rbf), w2.shape[0])
         filters = torch.empty_like(a2)
-        for rows in row_chunks(n_edges):
-            torch.addmm(b1, rbf(dist[rows]), w1.t(), out=a1[rows])
+        for rows in row_chunks(len(rbf)):
+            torch.addmm(b1, rbf[rows], w1.t(), out=a1[rows])
             torch.addmm(b2, ssp_(a1[rows]), w2.t(), out=a2[rows])
             torch.mul(ssp_(a2[rows]), envelope[rows], out=filters[rows])
-        ctx.graph, ctx.rbf = graph, rbf
-        ctx.save_for_backward(x, dist, envelope, w2, a1, a2)
+        ctx.graph = graph
+        ctx.save_for_backward(x, rbf, envelope, w2, a1, a2)
         return dgl.ops.u_mul_e_sum(graph, x, filters)
 
     @staticmethod
     def backward(ctx, grad_v):
-        x, dist, envelope, w2, a1, a2 = ctx.saved_tensors
+        x, rbf, envelope, w2, a1, a2 = ctx.saved_tensors
         need_x, need_env = ctx.needs_input_grad[1], ctx.needs_input_grad[3]
-        need_weights = any(ctx.needs_input_grad[5:9])
+        need_weights = any(ctx.needs_input_grad[4:8])
         grad_x = grad_env = grad_w1 = grad_b1 = grad_w2 = grad_b2 = None
-        if need_x:
-            filters = torch.empty_like(a2)
-            for rows in row_chunks(len(a2)):
-                torch.mul(ssp_(a2[rows]), envelope[rows], out=filters[rows])
-            # d v_i / d x_j = filter_ij: the sum runs over the reversed edges.
-            grad_x = dgl.ops.u_mul_e_sum(dgl.reverse(ctx.graph), grad_v, filters)
-            del filters
-        if not (need_env or need_weights):
-            return None, grad_x, None, None, None, None, None, None, None
-        grad_filters = dgl.ops.u_mul_v(ctx.graph, x, grad_v)  # [n_edges, F]: x_src * grad_dst
+        filters = torch.empty_like(a2) if need_x else None
+        grad_filters = None
+        if need_env or need_weights:
+            grad_filters = dgl.ops.u_mul_v(ctx.graph, x, grad_v)  # [n_edges, F]: x_src * grad_dst
         if need_env:
             grad_env = torch.empty_like(envelope)
         if need_weights:
-            grad_w1 = a1.new_zeros(a1.shape[1], ctx.rbf.num_basis)
-            grad_b1 = a1.new_zeros(a1.shape[1])
-            grad_w2 = torch.zeros_like(w2)
-            grad_b2 = a2.new_zeros(a2.shape[1])
+            grad_w1, grad_b1 = a1.new_zeros(a1.shape[1], rbf.shape[1]), a1.new_zeros(a1.shape[1])
+            grad_w2, grad_b2 = torch.zeros_like(w2), a2.new_zeros(a2.shape[1])
         for rows in row_chunks(len(a2)):
+            s2 = ssp_(a2[rows])
+            if need_x:
+                torch.mul(s2, envelope[rows], out=filters[rows])
+            if grad_filters is None:
+                continue
             g = grad_filters[rows]
             if need_env:
-                torch.sum(g * ssp_(a2[rows]), 1, keepdim=True, out=grad_env[rows])
+                torch.sum(g * s2, 1, keepdim=True, out=grad_env[rows])
             if need_weights:
                 g2 = g.mul_(envelope[rows]).mul_(torch.sigmoid(a2[rows]))  # d/d a2
                 grad_w2.addmm_(g2.t(), ssp_(a1[rows]))
                 grad_b2 += g2.sum(0)
                 g1 = (g2 @ w2).mul_(torch.sigmoid(a1[rows]))  # d/d a1
-                grad_w1.addmm_(g1.t(), ctx.rbf(dist[rows]))
+                grad_w1.addmm_(g1.t(), rbf[rows])
                 grad_b1 += g1.sum(0)
-        return None, grad_x, None, grad_env, None, grad_w1, grad_b1, grad_w2, grad_b2
+        del grad_filters
+        if need_x:  # d v_i / d x_j = filter_ij: the sum runs over the reversed edges.
+            grad_x = dgl.ops.u_mul_e_sum(dgl.reverse(ctx.graph), grad_v, filters)
+        return None, grad_x, None, grad_env, grad_w1, grad_b1, grad_w2, grad_b2
 
 
 class Interaction(nn.Module):
@@ -141,24 +140,23 @@ class Interaction(nn.Module):
         self.f2out = nn.Sequential(nn.Linear(num_filters, dim), ShiftedSoftplus(), nn.Linear(dim, dim))
 
     def forward(
-        self,
-        graph: dgl.DGLGraph,
-        x: torch.Tensor,
-        rbf: GaussianRBF,
-        dist: torch.Tensor,
-        envelope: torch.Tensor,
+        self, graph: dgl.DGLGraph, x: torch.Tensor, rbf: torch.Tensor, envelope: torch.Tensor
     ) -> torch.Tensor:
-        """x [n_atoms, dim] -> x + f2out(cfconv(in2f(x))), distances [n_edges, 1], envelope [n_edges, 1]."""
-        # The fused path recomputes the filters in chunks to save memory while training;
-        # with frozen weights (explainers) the plain path lets the filters be cached.
-        if self.fast and not dist.requires_grad and self.filter_net[0].weight.requires_grad:
+        """x [n_atoms, dim] -> x + f2out(cfconv(in2f(x))); rbf [n_edges, num_rbf], envelope [n_edges, 1]."""
+        # The fused path recomputes the filters in chunks to save memory while training; with
+        # frozen weights (explainers) the filters are memoised per subgraph and only the mask changes.
+        if self.fast and not rbf.requires_grad and not self.filter_net[0].weight.requires_grad:
+            src, dst = graph.edges()
+            filters = self.filter_net(rbf)
+            v = MaskedFilterConv.apply(src, dst, graph.num_dst_nodes(), self.in2f(x), filters, envelope)
+        elif self.fast and not rbf.requires_grad:
             first, _, second, _ = self.filter_net
             v = _FusedCFConv.apply(
-                graph, self.in2f(x), dist, envelope, rbf, first.weight, first.bias, second.weight, second.bias
+                graph, self.in2f(x), rbf, envelope, first.weight, first.bias, second.weight, second.bias
             )
         else:
-            v = self.plain(graph, x, rbf(dist), envelope)
-        return x + self.f2out(v)
+            v = self.plain(graph, x, rbf, envelope)
+        return x[: graph.num_dst_nodes()] + self.f2out(v)  # a DGL block updates its dst nodes only
 
     def plain(
         self, graph: dgl.DGLGraph, x: torch.Tensor, rbf: torch.Tensor, envelope: torch.Tensor
@@ -174,6 +172,7 @@ class Interaction(nn.Module):
 @register_model("schnet", SchNetConfig)
 class SchNet(nn.Module):
     invariance = "so3"
+    accepts_blocks = True  # forward_layers takes DGL blocks
 
     def __init__(self, config: SchNetConfig):
         super().__init__()
@@ -203,10 +202,11 @@ class SchNet(nn.Module):
     def forward_layers(
         self, graphs: list[dgl.DGLGraph], feat: torch.Tensor, eweights: list[torch.Tensor | None]
     ) -> torch.Tensor:
-        """Interaction block i reads ``graphs[i]`` (all particles, some of the edges) with
-        ``eweights[i]``; ``forward`` is this with the same graph for every block, and the
-        explainer passes each block only the edges it needs
-        (:func:`glassgnn.explanation.layer_edge_ids`).
+        """Interaction block i reads ``graphs[i]`` with ``eweights[i]``; ``forward`` is this with
+        the same graph for every block. ``graphs`` may be DGL blocks (message flow graphs, block
+        i's source nodes are block i-1's destination nodes, ``feat`` is given for block 0's source
+        nodes, the output rows are the last block's destination nodes): the explainer passes
+        each block only the edges and particles it needs (:func:`glassgnn.explanation.layer_blocks`).
         """
         if len(graphs) != len(self.interactions) or len(eweights) != len(graphs):
             raise ValueError(
@@ -216,7 +216,8 @@ class SchNet(nn.Module):
         for i, (block, graph, eweight) in enumerate(zip(self.interactions, graphs, eweights, strict=True)):
             if i == 0 or graph is not graphs[i - 1] or eweight is not eweights[i - 1]:
                 _, dist = edge_geometry(graph, feat.dtype)
+                rbf = self.rbf(dist)  # shared by the blocks that read the same graph
                 # The cutoff and the edge weight multiply every filter, in every block.
                 envelope = cosine_cutoff(dist, self.cutoff) * edge_weights(graph, eweight, feat.dtype)
-            x = block(graph, x, self.rbf, dist, envelope)
+            x = block(graph, x, rbf, envelope)
         return self.output(x)

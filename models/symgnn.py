@@ -304,5 +304,7 @@ class SymGNN(nn.Module):
         e = self.symmetrised_edges(disp)
         for layer in self.layers:
             h, e = layer(graph, h, e, weight)
-            h, e = self.dropout(h), self.dropout(e)
+            h = self.dropout(h)
+            if not layer.last:  # the last layer's edge states are never read
+                e = self.dropout(e)
         return self.decoder(h)
