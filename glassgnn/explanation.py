@@ -219,14 +219,53 @@ def layer_edge_ids(graph: dgl.DGLGraph, centers: torch.Tensor, num_hops: int) ->
     return [torch.nonzero(receiver_hop <= num_hops - layer).reshape(-1) for layer in range(1, num_hops + 1)]
 
 
+def layer_blocks(
+    graph: dgl.DGLGraph, centers: torch.Tensor, num_hops: int
+) -> tuple[list[dgl.DGLBlock], list[torch.Tensor]]:
+    """:func:`layer_edge_ids` as DGL blocks that also drop the particles a layer need not update.
+
+    Block l (1..L) has as destination nodes the particles within L-l hops upstream of a
+    centre, as source nodes those within L-l+1 hops (destination nodes first, DGL's
+    convention), and the edges into its destination nodes; block L's destination nodes
+    are ``centers`` in order. Built from the last layer back, as DGL's samplers do. In a
+    4-hop CuZr subgraph layer 1 then updates about 500 particles instead of 1,450.
+
+    Returns:
+        The L blocks, layer 1 first (node data ``dgl.NID`` and edge data ``dgl.EID``: ids in
+        ``graph``; the edge data of ``graph`` copied), and their edge ids (as ``dgl.EID``).
+    """
+    blocks, eids = [], []
+    dst = centers
+    for _ in range(num_hops):
+        into = dgl.in_subgraph(graph, dst)
+        block = dgl.to_block(into, dst_nodes=dst)
+        ids = into.edata[dgl.EID][block.edata[dgl.EID].long()]
+        block.edata[dgl.EID] = ids
+        blocks.append(block)
+        eids.append(ids)
+        dst = block.srcdata[dgl.NID]
+    return blocks[::-1], eids[::-1]
+
+
 def masked_model(
     model: nn.Module, batch: dgl.DGLGraph, centers: torch.Tensor, num_hops: int, layered: bool
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``f(feat, edge_mask) -> [n_nodes, out_dim]``, exact at ``centers``: the model on ``batch``,
     or layer by layer on the edges each layer needs (:func:`layer_edge_ids`) when ``layered``
-    and the model offers ``forward_layers`` for exactly ``num_hops`` layers."""
+    and the model offers ``forward_layers`` for exactly ``num_hops`` layers; on
+    :func:`layer_blocks` when its ``forward_layers`` also takes blocks (``accepts_blocks``;
+    the other rows are then 0)."""
     if not (layered and hasattr(model, "forward_layers") and _depth_or_none(model) == num_hops):
         return lambda feat, mask: model(graph=batch, feat=feat, eweight=mask)
+    if getattr(model, "accepts_blocks", False):
+        blocks, block_eids = layer_blocks(batch, centers, num_hops)
+        inputs = blocks[0].srcdata[dgl.NID].long()
+
+        def on_blocks(feat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            out = model.forward_layers(blocks, feat[inputs], [mask[e] for e in block_eids])
+            return out.new_zeros(batch.num_nodes(), out.shape[1]).index_copy(0, centers, out)
+
+        return on_blocks
     eids = layer_edge_ids(batch, centers, num_hops)
     graphs = [dgl.edge_subgraph(batch, e, relabel_nodes=False, store_ids=False) for e in eids]
     return lambda feat, mask: model.forward_layers(graphs, feat, [mask[e] for e in eids])

@@ -15,7 +15,7 @@ from glassgnn import explanation as ex
 from glassgnn import pgexplainer as pg
 from glassgnn import schema
 from glassgnn.features import node_features
-from glassgnn.frozen_model import frozen
+from glassgnn.frozen_model import MaskedFilterConv, frozen
 from glassgnn.graph import build_graph
 from models.models import build_model, get_entry, make_config, model_names
 
@@ -407,5 +407,85 @@ def test_layered_models_give_the_same_outputs_and_explanations(name):
         model, graph, feat, nodes, depth, dataclasses.replace(settings, layered=False), seed=0
     )
     for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a.importance, b.importance, atol=1e-5)
+        np.testing.assert_allclose(a.feat_importance, b.feat_importance, atol=1e-5)
+
+
+def test_layer_blocks_hold_the_layer_edges_and_the_particles_each_layer_updates(setup):
+    _, graph, _ = setup
+    centers = torch.tensor([0, 7, 30])
+    blocks, eids = ex.layer_blocks(graph, centers, 3)
+    for block, ids, expected in zip(blocks, eids, ex.layer_edge_ids(graph, centers, 3), strict=True):
+        assert sorted(ids.tolist()) == expected.tolist()
+        dst_ids = block.dstdata[dgl.NID]
+        assert set(dst_ids.tolist()) == set(graph.edges()[1][expected].tolist()) | set(centers.tolist())
+        src, dst = block.edges()
+        # Local endpoints name the graph's endpoints of the same edges, whose data came along.
+        assert torch.equal(block.srcdata[dgl.NID][src.long()], graph.edges()[0][ids])
+        assert torch.equal(dst_ids[dst.long()], graph.edges()[1][ids])
+        torch.testing.assert_close(block.edata[schema.DIST], graph.edata[schema.DIST][ids])
+    for earlier, later in zip(blocks, blocks[1:], strict=False):
+        assert torch.equal(earlier.dstdata[dgl.NID], later.srcdata[dgl.NID])
+    assert torch.equal(blocks[-1].dstdata[dgl.NID], centers)
+
+
+def test_masked_filter_conv_equals_dgls_message_passing_in_values_and_gradients():
+    gen = torch.Generator().manual_seed(0)
+    n_src, n_dst, n_edges, width = 70, 40, 9000, 8  # more edges than one chunk
+    src = torch.randint(0, n_src, (n_edges,), generator=gen)
+    dst = torch.randint(0, n_dst, (n_edges,), generator=gen)
+    block = dgl.create_block((src, dst), num_src_nodes=n_src, num_dst_nodes=n_dst)
+    filters = torch.randn(n_edges, width, generator=gen)
+    h0, s0 = torch.randn(n_src, width, generator=gen), torch.rand(n_edges, 1, generator=gen)
+    grad_out = torch.randn(n_dst, width, generator=gen)
+    results = []
+    for fused in (True, False):
+        h, s = h0.clone().requires_grad_(True), s0.clone().requires_grad_(True)
+        if fused:
+            out = MaskedFilterConv.apply(src, dst, n_dst, h, filters, s)
+        else:
+            out = dgl.ops.u_mul_e_sum(block, h, filters * s)
+        out.backward(grad_out)
+        results.append((out.detach(), h.grad, s.grad))
+    for fused, reference in zip(*results, strict=True):
+        torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="fixed"):
+        MaskedFilterConv.apply(src, dst, n_dst, h0, filters.requires_grad_(True), s0)
+
+
+def test_frozen_schnet_explains_as_its_plain_path():
+    """The explainer's SchNet (frozen weights: memoised filters, MaskedFilterConv, each layer on
+    its block) gives the plain path's outputs, mask gradients and GNNExplainer masks."""
+    torch.manual_seed(0)
+    graph = small_graph(6, n=50, box=5.0, self_loops=True)
+    feat = node_features(graph, 2)
+    hparams = {"in_dim": 2, "out_dim": 1, "cutoff": 1.5}
+    fast = build_model("schnet", hparams).eval()
+    plain = build_model("schnet", {**hparams, "fast": False}).eval()
+    plain.load_state_dict(fast.state_dict())
+    nodes, depth = [2, 19, 33], fast.num_message_passing
+    batch, centers, _, _ = ex.khop_subgraphs(graph, nodes, depth)
+    sub_feat = feat[batch.ndata[dgl.NID].long()]
+    mask0 = torch.rand(batch.num_edges(), generator=torch.Generator().manual_seed(1))
+    results = []
+    for model, layered in ((fast, True), (plain, False)):
+        with frozen(model, cache=True):
+            mask, f = mask0.clone().requires_grad_(True), sub_feat.clone().requires_grad_(True)
+            predict = ex.masked_model(model, batch, centers, depth, layered)
+            for _ in range(2):  # the second call reads the memoised filters
+                mask.grad = f.grad = None
+                out = predict(f, mask)[centers]
+                out.pow(2).sum().backward()
+            results.append((out.detach(), mask.grad, f.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    settings = ex.GNNExplainerSettings(epochs=15, lr=0.05)
+    explained = [
+        ex.explain_gnnexplainer(fast, graph, feat, nodes, depth, settings, seed=0),
+        ex.explain_gnnexplainer(
+            plain, graph, feat, nodes, depth, dataclasses.replace(settings, layered=False)
+        ),
+    ]
+    for a, b in zip(*explained, strict=True):
         np.testing.assert_allclose(a.importance, b.importance, atol=1e-5)
         np.testing.assert_allclose(a.feat_importance, b.feat_importance, atol=1e-5)
