@@ -258,7 +258,8 @@ def print_table(rows: list[dict], threads: int) -> None:
         ours = "n/a" if r["ours"] != r["ours"] else f"{r['ours']:.3g}"
         reference = "" if r["reference"] is None else f"{r['reference']:.3g}"
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        print(f"| {r['measure']} | {ours} | {reference} | {r['unit']} | {ratio} | {r['note']} |")
+        note = r["note"].replace("|", "\\|")  # markdown cell
+        print(f"| {r['measure']} | {ours} | {reference} | {r['unit']} | {ratio} | {note} |")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "always", "never")
 # Frames from which ``auto`` compiles: on the 2-core bench machine the first compiled call
-# of bapst on a 4096-particle frame took 25 s (under load) and each later frame 0.6 s less
-# than eager (bench/bench_speed.py), so compiling pays after roughly 40 frames.
-AUTO_MIN_FRAMES = 64
+# of bapst on a 4096-particle frame took ~20 s (C++ builds, under load) and each later frame
+# ~0.1 s of CPU less than the eager fast path (bench/bench_speed.py): break-even ~170 frames.
+AUTO_MIN_FRAMES = 200
 
 
 def should_compile(mode: str, n_frames: int) -> bool:
