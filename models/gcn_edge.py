@@ -54,14 +54,17 @@ class EdgeConcatLayer(nn.Module):
         self.node = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU())
 
     def forward(
-        self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
+        self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [n_atoms, dim], e [n_edges, dim], weight [n_edges, 1] or None (all ones) -> new h and e."""
         with graph.local_scope():
             graph.srcdata["s"] = self.src(h)
             graph.dstdata["d"] = self.dst(h)
             graph.apply_edges(fn.u_add_v("s", "d", "sd"))
-            m = torch.relu(graph.edata["sd"] + self.edge(e))
-            agg = dgl.ops.copy_e_sum(graph, m * weight) * mean_in_degree_norm(graph, h.dtype)
+            # In place: one [n_edges, dim] tensor for the pre-activation and m, not three.
+            m = self.edge(e).add_(graph.edata.pop("sd")).relu_()
+            weighted = m if weight is None else m * weight
+            agg = dgl.ops.copy_e_sum(graph, weighted) * mean_in_degree_norm(graph, h.dtype)
         return h + self.node(torch.cat([h, agg], dim=1)), e + m
 
 
@@ -82,7 +85,7 @@ class GCNEdge(nn.Module):
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
         disp, _ = edge_geometry(graph, feat.dtype)
-        weight = edge_weights(graph, eweight, feat.dtype)
+        weight = None if eweight is None else edge_weights(graph, eweight, feat.dtype)
         h = self.node_encoder(feat)
         e = self.edge_encoder(disp)
         for layer in self.layers:
