@@ -17,7 +17,7 @@ In training mode the layers take a memory-lean path by default (``fast``; tested
 to ``EGATConv`` in values and gradients): :class:`_EdgeAttentionNorm` computes the
 attention logits and the batch-normalised edge projection from the [n_edges,
 heads x hidden_dim] pre-activation and keeps only that for the backward pass, where
-autograd would keep three such tensors (2.6 GB each in the first layer on a full batch
+autograd would keep three such tensors (1.6 GB each in the first layer on a full batch
 of six 8000-atom CuZr graphs).
 
 The transform set (``transforms``) decides what invariance the model has:
@@ -48,7 +48,7 @@ from dgl.nn import EGATConv
 from dgl.nn.functional import edge_softmax
 from torch import nn
 
-from models.common import cubic_group, edge_geometry, edge_weights
+from models.common import cubic_group, edge_geometry, edge_weights, row_chunks
 from models.models import ModelConfig, register_model
 
 TRANSFORM_SETS = ("released", "cubic", "random")
@@ -81,10 +81,10 @@ class _EdgeAttentionNorm(torch.autograd.Function):
     Linear(BatchNorm(f)) [n_edges, D] with batch statistics (training mode).
 
     The same operations as ``EGATConv`` followed by :class:`SymGNNLayer`'s edge norm and
-    projection, with a hand-written backward that keeps only ``pre`` and recomputes f
-    and the normalised f in place (the batch-norm gradient is the standard one, e.g.
-    Ioffe & Szegedy 2015). Also returns the batch mean and biased variance of f, for
-    the running statistics.
+    projection, with a hand-written backward that keeps only ``pre``, recomputes f and
+    the normalised f over chunks of edges, and returns the gradient in ``pre``'s storage
+    (the batch-norm gradient is the standard one, Ioffe & Szegedy 2015). Also returns the
+    batch mean and biased variance of f, for the running statistics.
     """
 
     @staticmethod
@@ -99,28 +99,45 @@ class _EdgeAttentionNorm(torch.autograd.Function):
         shift = proj_b + (beta - mean * scale) @ proj_w.t()
         out = torch.addmm(shift, f, scale.unsqueeze(1) * proj_w.t())
         ctx.save_for_backward(pre, attn, gamma, beta, proj_w, mean, invstd)
+        ctx.pre_consumed = False
         ctx.mark_non_differentiable(mean, var)
         return logits, out, mean, var
 
     @staticmethod
     def backward(ctx, grad_logits, grad_out, _grad_mean, _grad_var):
+        if ctx.pre_consumed:
+            raise RuntimeError("symgnn's lean path supports one backward pass (no retain_graph)")
+        ctx.pre_consumed = True
         pre, attn, gamma, beta, proj_w, mean, invstd = ctx.saved_tensors
         n, heads = len(pre), attn.shape[1]
-        f = nn.functional.leaky_relu(pre)
-        grad_attn = torch.einsum("eh,ehd->hd", grad_logits, f.view(n, heads, -1)).unsqueeze(0)
-        f_hat = f.sub_(mean).mul_(invstd)  # normalised f, in place
-        del f
-        grad_y = grad_out @ proj_w  # d/d BatchNorm(f)
-        grad_proj_w = (grad_out.t() @ f_hat) * gamma + torch.outer(grad_out.sum(0), beta)
+        grad_attn = torch.zeros_like(attn[0])
+        grad_gamma, grad_beta = torch.zeros_like(gamma), torch.zeros_like(beta)
+        fhat_t_grad_out = torch.zeros_like(proj_w.t())
+
+        def normalised_and_grad(rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            f = nn.functional.leaky_relu(pre[rows])
+            f_hat = f.sub(mean).mul_(invstd)
+            return f, f_hat, grad_out[rows] @ proj_w  # the last: d/d BatchNorm(f)
+
+        # Two passes over chunks of edges: the batch-norm gradient needs sums over all edges
+        # first; the second pass writes d/d pre into pre's own storage (nothing else reads it).
+        for rows in row_chunks(n):
+            f, f_hat, grad_y = normalised_and_grad(rows)
+            grad_attn += torch.einsum("eh,ehd->hd", grad_logits[rows], f.view(len(f), heads, -1))
+            fhat_t_grad_out.addmm_(f_hat.t(), grad_out[rows])
+            grad_beta += grad_y.sum(0)
+            grad_gamma += torch.einsum("ec,ec->c", grad_y, f_hat)
+        for rows in row_chunks(n):
+            _, f_hat, grad_y = normalised_and_grad(rows)
+            # Batch norm: d/df = gamma invstd (g - mean(g) - f_hat mean(g f_hat)).
+            grad_f = grad_y.sub_(grad_beta / n).addcmul_(f_hat, grad_gamma / n, value=-1.0)
+            grad_f.mul_(gamma * invstd).view(len(f_hat), heads, -1).addcmul_(
+                grad_logits[rows].unsqueeze(-1), attn
+            )
+            pre[rows] = torch.ops.aten.leaky_relu_backward(grad_f, pre[rows], 0.01, False)
+        grad_proj_w = fhat_t_grad_out.t() * gamma + torch.outer(grad_out.sum(0), beta)
         grad_proj_b = grad_out.sum(0)
-        grad_beta = grad_y.sum(0)
-        grad_gamma = torch.einsum("ec,ec->c", grad_y, f_hat)
-        # Batch norm: d/df = gamma invstd (g - mean(g) - f_hat mean(g f_hat)).
-        grad_f = grad_y.sub_(grad_beta / n).addcmul_(f_hat, grad_gamma / n, value=-1.0).mul_(gamma * invstd)
-        del f_hat
-        grad_f.view(n, heads, -1).addcmul_(grad_logits.unsqueeze(-1), attn)
-        grad_pre = torch.ops.aten.leaky_relu_backward(grad_f, pre, 0.01, False)
-        return grad_pre, grad_attn, grad_gamma, grad_beta, grad_proj_w, grad_proj_b, None
+        return pre, grad_attn.unsqueeze(0), grad_gamma, grad_beta, grad_proj_w, grad_proj_b, None
 
 
 def released_transforms() -> torch.Tensor:
