@@ -92,7 +92,9 @@ class _EdgeAttentionNorm(torch.autograd.Function):
         n, heads = len(pre), attn.shape[1]
         f = nn.functional.leaky_relu(pre)
         logits = torch.einsum("ehd,hd->eh", f.view(n, heads, -1), attn[0]).contiguous()
-        var, mean = torch.var_mean(f, 0, unbiased=False)
+        # Not torch.var_mean(f, 0): its column reduction is ~10x slower than two passes on CPU.
+        mean = f.sum(0) / n
+        var = sum(((f[rows] - mean) ** 2).sum(0) for rows in row_chunks(n)) / n
         invstd = torch.rsqrt(var + eps)
         scale = gamma * invstd
         # Linear(BatchNorm(f)) = f A + c with A = diag(scale) W^T: no normalised copy of f.
@@ -126,7 +128,7 @@ class _EdgeAttentionNorm(torch.autograd.Function):
             grad_attn += torch.einsum("eh,ehd->hd", grad_logits[rows], f.view(len(f), heads, -1))
             fhat_t_grad_out.addmm_(f_hat.t(), grad_out[rows])
             grad_beta += grad_y.sum(0)
-            grad_gamma += torch.einsum("ec,ec->c", grad_y, f_hat)
+            grad_gamma += (grad_y * f_hat).sum(0)  # not einsum: ~10x slower here
         for rows in row_chunks(n):
             _, f_hat, grad_y = normalised_and_grad(rows)
             # Batch norm: d/df = gamma invstd (g - mean(g) - f_hat mean(g f_hat)).
