@@ -140,10 +140,11 @@ class MaskedFilterConv(torch.autograd.Function):
         if filters.requires_grad:
             raise ValueError("MaskedFilterConv: the filters must be fixed (frozen weights)")
         out = h.new_zeros(num_dst, h.shape[1])
+        buffer = h.new_empty(min(CONV_CHUNK, len(src)), h.shape[1])  # reused: no allocation per chunk
         for lo in range(0, len(src), CONV_CHUNK):
             rows = slice(lo, lo + CONV_CHUNK)
-            message = h.index_select(0, src[rows]).mul_(filters[rows]).mul_(s[rows])
-            out.index_add_(0, dst[rows], message)
+            message = torch.index_select(h, 0, src[rows], out=buffer[: len(src[rows])])
+            out.index_add_(0, dst[rows], message.mul_(filters[rows]).mul_(s[rows]))
         ctx.save_for_backward(src, dst, h, filters, s)
         return out
 
@@ -153,11 +154,15 @@ class MaskedFilterConv(torch.autograd.Function):
         need_h, need_s = ctx.needs_input_grad[3], ctx.needs_input_grad[5]
         grad_h = torch.zeros_like(h) if need_h else None
         grad_s = torch.empty_like(s) if need_s else None
+        buffers = h.new_empty(2, min(CONV_CHUNK, len(src)), h.shape[1])
         for lo in range(0, len(src), CONV_CHUNK):
             rows = slice(lo, lo + CONV_CHUNK)
-            g = grad_v.index_select(0, dst[rows]).mul_(filters[rows])  # d loss / d message, per filter
+            n = len(src[rows])
+            g = torch.index_select(grad_v, 0, dst[rows], out=buffers[0, :n])
+            g.mul_(filters[rows])  # d loss / d message, per filter
             if need_s:
-                torch.sum(h.index_select(0, src[rows]).mul_(g), 1, keepdim=True, out=grad_s[rows])
+                h_src = torch.index_select(h, 0, src[rows], out=buffers[1, :n])
+                torch.sum(h_src.mul_(g), 1, keepdim=True, out=grad_s[rows])
             if need_h:
                 grad_h.index_add_(0, src[rows], g.mul_(s[rows]))
         return None, None, None, grad_h, None, grad_s
