@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import resource
@@ -217,22 +218,33 @@ def training_rows(model, graph, feat, repeats: int) -> list[dict]:
     return [row(what, walls[True], walls[False], "s", note)]
 
 
+PEER = """
+import json, sys
+sys.path[:0] = [{repo!r}, {bench!r}]
+from {name} import speed_rows
+print(json.dumps(speed_rows({quick})))
+"""
+
+
 def peer_rows(quick: bool) -> list[dict]:
-    """Rows of bench_train.py and bench_explain.py, or a note row when one is missing or fails."""
+    """Rows of bench_train.py and bench_explain.py, or a note row when one is missing or fails.
+
+    Each peer runs in a fresh interpreter: peak-memory figures (maximum resident set
+    size) would otherwise include this process's own measurements.
+    """
     rows = []
     for name in ("bench_train", "bench_explain"):
         path = REPO / "bench" / f"{name}.py"
         if not path.is_file():
             rows.append(row(f"{name}.py", float("nan"), None, "", "not present: no rows"))
             continue
-        module = importlib.import_module(name)
-        if not hasattr(module, "speed_rows"):
-            rows.append(row(f"{name}.py", float("nan"), None, "", "has no speed_rows(quick) yet: no rows"))
+        code = PEER.format(repo=str(REPO), bench=str(REPO / "bench"), name=name, quick=quick)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            rows.append(row(f"{name}.py", float("nan"), None, "", f"failed: {last[:200]}"))
             continue
-        try:
-            rows += module.speed_rows(quick)
-        except Exception as err:  # noqa: BLE001 - one failing peer must not lose the table
-            rows.append(row(f"{name}.py", float("nan"), None, "", f"failed: {type(err).__name__}: {err}"))
+        rows += json.loads(done.stdout.strip().splitlines()[-1])
     return rows
 
 
