@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench data clean
+.PHONY: install demo test lint bench data temperature clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ data: install
 		--is_values 0.9 0.8 0.7 0.6 0.5 0.4 0.36787944117144233 --threads 1 \
 		--store first --float32 --output_dir datasets/ka_T0.64 --overwrite
 
+# The temperature-from-structure study (README "temperature"): graphs, MLP floor and
+# CGCNN x 3 seeds on datasets/ka_temperature; about 15 min of CPU.
+temperature: install
+	bash scripts/temperature_study.sh study
+
 clean:
 	rm -rf $(VENV) outputs
 
@@ -43,3 +48,4 @@ bench: install
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_deepmind.py
 	$(PY) bench/bench_explain.py
+	$(PY) bench/bench_speed.py
