@@ -39,7 +39,9 @@ The transform set (``transforms``) decides what invariance the model has:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dgl
@@ -47,6 +49,7 @@ import torch
 from dgl.nn import EGATConv
 from dgl.nn.functional import edge_softmax
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from models.common import cubic_group, edge_geometry, edge_weights, row_chunks
 from models.models import ModelConfig, register_model
@@ -233,6 +236,21 @@ class SymGNNLayer(nn.Module):
         return h, e + self.edge_proj(self.edge_norm(eh.flatten(1)))
 
 
+@contextlib.contextmanager
+def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """Batch norms inside ``module`` leave their running statistics (and batch count) unchanged."""
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = running * (1 - 0) + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
 @torch.no_grad()
 def _update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
     """What ``nn.BatchNorm1d`` does to its running statistics in training mode (unbiased variance)."""
@@ -273,6 +291,7 @@ class SymGNN(nn.Module):
             )
         d = config.hidden_dim
         self.transform_set = config.transforms
+        self.fast = config.fast
         self.num_random = config.num_random
         if config.transforms == "released":
             transforms = released_transforms()
@@ -309,6 +328,20 @@ class SymGNN(nn.Module):
         transforms = self.transforms.to(disp.dtype)
         if self.transform_set == "random" and self.training:
             transforms = random_rotations(self.num_random, device=disp.device).to(disp.dtype)
+        if self.fast and self.training and torch.is_grad_enabled():
+            # Recomputed in the backward pass instead of kept: four [n_edges, hidden_dim]
+            # activations per transform. The recomputation must not update the batch-norm
+            # running statistics a second time.
+            return checkpoint(
+                self._encode_and_sum,
+                disp,
+                transforms,
+                use_reentrant=False,
+                context_fn=lambda: (contextlib.nullcontext(), _running_stats_frozen(self.edge_encoder)),
+            )
+        return self._encode_and_sum(disp, transforms)
+
+    def _encode_and_sum(self, disp: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         out = 0.0
         for t in transforms:
             out = out + self.edge_encoder(disp @ t)
