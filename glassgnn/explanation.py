@@ -24,7 +24,10 @@ and the sub-computations that do not depend on the masks done once, see
 :mod:`glassgnn.frozen_model`) on a batch of particles' subgraphs at once. The regularisers are summed per
 particle and Adam acts elementwise, so a batch gives the same masks as one
 particle at a time (tested). A model that offers ``forward_layers`` runs each layer
-on only the edges that layer needs (:func:`layer_edge_ids`; same masks, tested).
+on only the edges that layer needs (:func:`layer_edge_ids`; same masks, tested), and
+updates only the particles it must when it also takes DGL blocks (``accepts_blocks``,
+:func:`layer_blocks`; SchNet, whose frozen convolution is
+:class:`glassgnn.frozen_model.MaskedFilterConv`).
 """
 
 from __future__ import annotations
