@@ -70,3 +70,10 @@ def test_cut_down_demo_runs_and_summarises(tmp_path):
     assert f"val {bapst_val:.3f}  test {bapst_test:.3f}" in stdout
     assert "floor: val 0.000" in stdout
     assert summary["explain"]["num_particles"] == 1
+
+
+def test_demo_refuses_a_training_set_that_overlaps_val_and_test(tmp_path):
+    env = {**os.environ, "PY": sys.executable, "DEMO_OUT": str(tmp_path / "demo"), "DEMO_NUM_TRAIN": "13"}
+    proc = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "DEMO_NUM_TRAIN must be 1..12" in proc.stderr and not (tmp_path / "demo").exists()
