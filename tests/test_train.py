@@ -243,7 +243,7 @@ def test_two_process_ddp_on_cpu_matches_single_process_in_shape(tmp_path):
         *common,
         f"--output_dir={tmp_path / 'ddp'}",
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert ddp["world_size"] == 2
