@@ -69,7 +69,10 @@ def model_names() -> list[str]:
 
 def get_entry(name: str) -> ModelEntry:
     """Registry entry for ``name``; unknown names fail with the list of known ones."""
-    _import_all()
+    if name not in _REGISTRY:
+        _import_own_module(name)
+    if name not in _REGISTRY:
+        _import_all()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -101,6 +104,16 @@ def build_model(name: str, config: Mapping[str, Any] | ModelConfig) -> nn.Module
     if not isinstance(config, ModelConfig):
         config = make_config(name, config)
     return entry.cls(config)
+
+
+def _import_own_module(name: str) -> None:
+    """Import ``models/<name>.py`` alone when it exists: a fresh process that loads one run
+    then skips the other models' dependencies (e3nn for se3 takes seconds to import)."""
+    import importlib
+    import importlib.util
+
+    if name.isidentifier() and importlib.util.find_spec(f"models.{name}") is not None:
+        importlib.import_module(f"models.{name}")
 
 
 def _import_all() -> None:
