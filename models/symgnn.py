@@ -18,7 +18,8 @@ to ``EGATConv`` in values and gradients): :class:`_EdgeAttentionNorm` computes t
 attention logits and the batch-normalised edge projection from the [n_edges,
 heads x hidden_dim] pre-activation and keeps only that for the backward pass, where
 autograd would keep three such tensors (1.6 GB each in the first layer on a full batch
-of six 8000-atom CuZr graphs).
+of six 8000-atom CuZr graphs), and the symmetrised edge encoder is recomputed in the
+backward pass instead of keeping its activations. ``fast: false`` runs the plain path.
 
 The transform set (``transforms``) decides what invariance the model has:
 
