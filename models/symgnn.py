@@ -117,32 +117,27 @@ class _EdgeAttentionNorm(torch.autograd.Function):
         pre, attn, gamma, beta, proj_w, mean, invstd = ctx.saved_tensors
         n, heads = len(pre), attn.shape[1]
         grad_attn = torch.zeros_like(attn[0])
-        grad_gamma, grad_beta = torch.zeros_like(gamma), torch.zeros_like(beta)
-        fhat_t_grad_out = torch.zeros_like(proj_w.t())
-
-        def normalised_and_grad(rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f_t_grad_out = torch.zeros_like(proj_w.t())  # f^T grad_out [heads * dim, dim]
+        # Pass 1 needs only sums over edges: with g = grad_out W (the gradient of BatchNorm(f)),
+        # sum(g) = sum(grad_out) W and sum(g * f_hat) = diag(W^T-weighted f_hat^T grad_out).
+        for rows in row_chunks(n):
             f = nn.functional.leaky_relu(pre[rows])
-            f_hat = f.sub(mean).mul_(invstd)
-            return f, f_hat, grad_out[rows] @ proj_w  # the last: d/d BatchNorm(f)
-
-        # Two passes over chunks of edges: the batch-norm gradient needs sums over all edges
-        # first; the second pass writes d/d pre into pre's own storage (nothing else reads it).
-        for rows in row_chunks(n):
-            f, f_hat, grad_y = normalised_and_grad(rows)
             grad_attn += torch.einsum("eh,ehd->hd", grad_logits[rows], f.view(len(f), heads, -1))
-            fhat_t_grad_out.addmm_(f_hat.t(), grad_out[rows])
-            grad_beta += grad_y.sum(0)
-            grad_gamma += (grad_y * f_hat).sum(0)  # not einsum: ~10x slower here
+            f_t_grad_out.addmm_(f.t(), grad_out[rows])
+        grad_proj_b = grad_out.sum(0)
+        fhat_t_grad_out = (f_t_grad_out - torch.outer(mean, grad_proj_b)) * invstd.unsqueeze(1)
+        grad_beta = grad_proj_b @ proj_w
+        grad_gamma = (proj_w * fhat_t_grad_out.t()).sum(0)
+        # Pass 2 writes d/d pre into pre's own storage (nothing else reads it).
         for rows in row_chunks(n):
-            _, f_hat, grad_y = normalised_and_grad(rows)
+            f_hat = nn.functional.leaky_relu(pre[rows]).sub_(mean).mul_(invstd)
             # Batch norm: d/df = gamma invstd (g - mean(g) - f_hat mean(g f_hat)).
-            grad_f = grad_y.sub_(grad_beta / n).addcmul_(f_hat, grad_gamma / n, value=-1.0)
+            grad_f = (grad_out[rows] @ proj_w).sub_(grad_beta / n).addcmul_(f_hat, grad_gamma / n, value=-1.0)
             grad_f.mul_(gamma * invstd).view(len(f_hat), heads, -1).addcmul_(
                 grad_logits[rows].unsqueeze(-1), attn
             )
             pre[rows] = torch.ops.aten.leaky_relu_backward(grad_f, pre[rows], 0.01, False)
-        grad_proj_w = fhat_t_grad_out.t() * gamma + torch.outer(grad_out.sum(0), beta)
-        grad_proj_b = grad_out.sum(0)
+        grad_proj_w = fhat_t_grad_out.t() * gamma + torch.outer(grad_proj_b, beta)
         return pre, grad_attn.unsqueeze(0), grad_gamma, grad_beta, grad_proj_w, grad_proj_b, None
 
 
