@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
 
@@ -243,8 +244,24 @@ def test_two_process_ddp_on_cpu_matches_single_process_in_shape(tmp_path):
         *common,
         f"--output_dir={tmp_path / 'ddp'}",
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Own process group: on a timeout the launcher *and* its workers are killed (a lone
+    # surviving rank would wait for its peer forever).
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("2-process DDP run did not finish in 300 s")
+    assert proc.returncode == 0, stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert ddp["world_size"] == 2
     single = train.main([*common, f"--output_dir={tmp_path / 'one'}"])
