@@ -1,6 +1,6 @@
 """One table for the speed issue (#12): our figure, the issue's reference figure, the ratio.
 
-    flock /tmp/glassgnn_bench.lock .venv/bin/python bench/bench_speed.py [--quick] [--threads 1]
+    .venv/bin/python bench/bench_speed.py [--quick] [--threads 2]
 
 Rows measured here (bundled DeepMind run ``datasets/deepmind/t044_s09`` on the bundled
 4096-particle ``test_large.pickle``, 171,066 edges, 7 steps): Bapst inference with the
