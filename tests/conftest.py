@@ -15,3 +15,20 @@ requires_cuzr = pytest.mark.skipif(
     not (CUZR_DIR / "train0.pickle").exists(),
     reason=f"real CuZr data not found at {CUZR_DIR} (it is read from ../shared, never bundled)",
 )
+
+
+@pytest.fixture(scope="module")
+def small_models_eager_one_thread():
+    """For modules that build every model on tiny graphs: e3nn's TorchScript compilation
+    costs seconds per model build and computes what its eager code does; one thread is
+    fastest for tiny ops (on a loaded machine each multi-threaded op waits for its threads).
+    Use with ``pytestmark = pytest.mark.usefixtures("small_models_eager_one_thread")``."""
+    import e3nn
+    import torch
+
+    saved, threads = e3nn.get_optimization_defaults(), torch.get_num_threads()
+    e3nn.set_optimization_defaults(jit_script_fx=False)
+    torch.set_num_threads(1)
+    yield
+    e3nn.set_optimization_defaults(**saved)
+    torch.set_num_threads(threads)

@@ -129,3 +129,19 @@ def write_density_files(directory: Path, rng: np.random.Generator, n_files: int,
         np.savez(path, positions=positions, types=types + 1, box=np.full(3, DENSITY_BOX), coordination=target)
         paths.append(path)
     return paths
+
+
+def write_density_dataset(root: Path, rng: np.random.Generator, sizes: dict[str, int]) -> Path:
+    """:func:`write_density_files` per split under ``root/in``, then ``construct_graph.py
+    --graph_target coordination`` into ``root/ds`` (returned)."""
+    import construct_graph
+
+    args = []
+    for split, size in sizes.items():
+        write_density_files(root / "in", rng, size, split)
+        args += [f"--{split}", str(root / "in" / f"{split}*.npz")]
+    out = root / "ds"
+    construct_graph.main(
+        [*args, "--cutoff", str(DENSITY_CUTOFF), "--graph_target", "coordination", "--output_dir", str(out)]
+    )
+    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import dgl
-import e3nn
 import networkx as nx
 import numpy as np
 import pytest
@@ -22,16 +21,7 @@ from models.models import build_model, get_entry, make_config, model_names
 NUM_STEPS = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_eager_e3nn():
-    # Tiny graphs: one thread is fastest on a shared machine; e3nn's TorchScript compilation
-    # costs seconds per model build and computes what its eager code does.
-    saved, threads = e3nn.get_optimization_defaults(), torch.get_num_threads()
-    e3nn.set_optimization_defaults(jit_script_fx=False)
-    torch.set_num_threads(1)
-    yield
-    e3nn.set_optimization_defaults(**saved)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("small_models_eager_one_thread")
 
 
 def small_graph(seed: int = 0, n: int = 60, box: float = 6.0, self_loops: bool = False) -> dgl.DGLGraph:

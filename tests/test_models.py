@@ -11,7 +11,6 @@ from __future__ import annotations
 import pickle
 
 import dgl
-import e3nn
 import numpy as np
 import pytest
 import torch
@@ -37,17 +36,7 @@ MODELS = model_names()
 NO_MESSAGES = {"mlp"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_small_models():
-    # TorchScript-compiling e3nn's generated code costs seconds per model build; the
-    # eager code computes the same thing. On tiny graphs one thread is fastest, and on
-    # a loaded machine each multi-threaded small op can wait milliseconds for its threads.
-    saved, threads = e3nn.get_optimization_defaults(), torch.get_num_threads()
-    e3nn.set_optimization_defaults(jit_script_fx=False)
-    torch.set_num_threads(1)
-    yield
-    e3nn.set_optimization_defaults(**saved)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("small_models_eager_one_thread")
 
 
 def _eval_model(name: str, in_dim: int = 3, **overrides) -> torch.nn.Module:

@@ -25,7 +25,7 @@ from glassgnn.run import load_run
 from tests.conftest import REPO
 from tests.reader_fixtures import configuration, write_lammps
 from tests.reader_fixtures import write_npz as write_npz_frame
-from tests.synthetic import BOX, CUTOFF, DENSITY_CUTOFF, synthetic_config, write_density_files
+from tests.synthetic import BOX, CUTOFF, synthetic_config, write_density_dataset
 
 DEEPMIND_RUN = REPO / "datasets" / "deepmind" / "t044_s09"
 TEST_SMALL = REPO / "datasets" / "deepmind" / "test_small.pickle"
@@ -177,22 +177,7 @@ def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch, caplog):
 
 
 def test_graph_run_writes_one_row_per_snapshot(tmp_path):
-    rng = np.random.default_rng(0)
-    args = []
-    for split, size in {"train": 6, "val": 2, "test": 3}.items():
-        write_density_files(tmp_path / "in", rng, size, split)
-        args += [f"--{split}", str(tmp_path / "in" / f"{split}*.npz")]
-    construct_graph.main(
-        [
-            *args,
-            "--cutoff",
-            str(DENSITY_CUTOFF),
-            "--graph_target",
-            "coordination",
-            "--output_dir",
-            str(tmp_path / "ds"),
-        ]
-    )
+    write_density_dataset(tmp_path, np.random.default_rng(0), {"train": 6, "val": 2, "test": 3})
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump({"mlp": {"hidden_dims": [8]}}))
     train.main(
         [

@@ -26,13 +26,7 @@ from glassgnn.fileio import OutputExistsError
 from glassgnn.run import load_run
 from glassgnn.training import fit
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
-from tests.synthetic import (
-    DENSITY_CUTOFF,
-    synthetic_manifest,
-    synthetic_splits,
-    write_dataset,
-    write_density_files,
-)
+from tests.synthetic import synthetic_manifest, synthetic_splits, write_dataset, write_density_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -331,25 +325,8 @@ GRAPH_SIZES = {"train": 64, "val": 16, "test": 16}
 def density_dataset(tmp_path_factory):
     """npz snapshots whose per-snapshot ``coordination`` is a known function of structure,
     through construct_graph.py --graph_target (tests/synthetic.py: density_snapshot)."""
-    import construct_graph
-
     root = tmp_path_factory.mktemp("density")
-    rng = np.random.default_rng(0)
-    args = []
-    for split, size in GRAPH_SIZES.items():
-        write_density_files(root / "in", rng, size, split)
-        args += [f"--{split}", str(root / "in" / f"{split}*.npz")]
-    construct_graph.main(
-        [
-            *args,
-            "--cutoff",
-            str(DENSITY_CUTOFF),
-            "--graph_target",
-            "coordination",
-            "--output_dir",
-            str(root / "ds"),
-        ]
-    )
+    write_density_dataset(root, np.random.default_rng(0), GRAPH_SIZES)
     (root / "conf.yaml").write_text(yaml.safe_dump(GRAPH_CONF))
     return root
 
