@@ -59,6 +59,19 @@ def _outputs_and_grads(model, graph, feat, eweight) -> tuple[torch.Tensor, dict[
     return out.detach(), {**grads, "feat": feat.grad, "eweight": eweight.grad}
 
 
+def _assert_fast_equals_plain(model, graph, feat, eweight, out_tol, grad_tol) -> dict:
+    """Outputs and every gradient of the fast path equal the plain path's, within
+    ``(rtol, atol)`` tolerances; returns the plain path's gradients."""
+    model.fast = False
+    plain, plain_grads = _outputs_and_grads(model, graph, feat, eweight)
+    model.fast = True
+    fast, fast_grads = _outputs_and_grads(model, graph, feat, eweight)
+    torch.testing.assert_close(fast, plain, rtol=out_tol[0], atol=out_tol[1])
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=grad_tol[0], atol=grad_tol[1], msg=name)
+    return plain_grads
+
+
 @pytest.mark.parametrize("order", ["parallel", "sequential"])
 @pytest.mark.parametrize("hidden", [[8], [], [8, 5]])
 def test_fast_equals_plain_on_random_weights(order, hidden, monkeypatch):
@@ -71,13 +84,7 @@ def test_fast_equals_plain_on_random_weights(order, hidden, monkeypatch):
     model = build_model("bapst", {**config, "update_order": order}).double()
     assert model.fast  # the default
 
-    model.fast = False
-    plain, plain_grads = _outputs_and_grads(model, graph, feat, eweight)
-    model.fast = True
-    fast, fast_grads = _outputs_and_grads(model, graph, feat, eweight)
-    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-12)
-    for name, grad in plain_grads.items():
-        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-9, atol=1e-12, msg=name)
+    plain_grads = _assert_fast_equals_plain(model, graph, feat, eweight, (1e-10, 1e-12), (1e-9, 1e-12))
     assert plain_grads["eweight"].abs().sum() > 0  # edge weights act
 
     monkeypatch.setattr(bapst, "EDGE_CHUNK", 7)  # several chunks, one not full
@@ -96,13 +103,7 @@ def test_fast_equals_plain_on_the_deepmind_checkpoint():
     feat = run.features(graph)
     eweight = torch.rand(graph.num_edges(), generator=torch.Generator().manual_seed(0))
     model = run.model.train()
-    model.fast = False
-    plain, plain_grads = _outputs_and_grads(model, graph, feat, eweight)
-    model.fast = True
-    fast, fast_grads = _outputs_and_grads(model, graph, feat, eweight)
-    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
-    for name, grad in plain_grads.items():
-        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+    _assert_fast_equals_plain(model, graph, feat, eweight, (1e-5, 1e-6), (1e-4, 1e-5))
 
 
 def test_config_key_chooses_the_path():
