@@ -26,7 +26,7 @@ import torch
 
 from glassgnn import schema
 from glassgnn.dataset import load_split, load_split_labels
-from glassgnn.devices import DeviceError, select_device
+from glassgnn.devices import DeviceError, flush_denormals, select_device
 from glassgnn.explain_pipeline import (
     DEFAULT_EPOCHS,
     EXPLAINERS,
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.threads:
             torch.set_num_threads(args.threads)
         run = load_run(args.run_dir, select_device(args.device))
+        flush_denormals()  # frozen-model arithmetic: see glassgnn.devices
         dataset_dir = args.dataset_dir or run.config["dataset_dir"]
         graphs = load_split(dataset_dir, args.split)
         if not 0 <= args.graph_index < len(graphs):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from glassgnn.compile import COMPILE_MODES
 from glassgnn.dataset import expand_globs
-from glassgnn.devices import DeviceError, select_device
+from glassgnn.devices import DeviceError, flush_denormals, select_device
 from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.metrics import METRICS
 from glassgnn.outputs import write_npz
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
         set_threads(args.threads)
         run = load_run(args.run_dir, select_device(args.device))
+        flush_denormals()  # frozen-model arithmetic: see glassgnn.devices
         params = graph_params(run, args.format, args.time_index)
         paths = expand_globs(args.input, "--input")
         result = predict_files(run, paths, params, progress=not args.no_progress, compile=args.compile)

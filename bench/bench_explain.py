@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glassgnn import schema  # noqa: E402
+from glassgnn.devices import flush_denormals  # noqa: E402
 from glassgnn.explain_pipeline import ExplainOptions, explain_particles  # noqa: E402
 from glassgnn.explanation import (  # noqa: E402
     GNNExplainerSettings,
@@ -116,6 +117,7 @@ def measure(quick: bool, particles: int | None = None, batch_size: int = 8) -> d
     """explain.py's per-particle analysis at 500 epochs (quick: 4 particles instead of 8),
     its peak memory, and the plain path at 500 epochs (scaled from 10 or 50 epochs: it has
     no once-per-batch work, every epoch costs the same)."""
+    flush_denormals()  # as explain.py does
     run, graph, cell = setup()
     # All 500 epochs even when quick: scaling a shorter run would multiply the once-per-batch
     # work (subgraphs, blocks, filter networks) too.

@@ -44,6 +44,7 @@ import torch  # noqa: E402
 
 from glassgnn.convert_deepmind import BUNDLED_CONFIGURATION, BUNDLED_RUN  # noqa: E402
 from glassgnn.dataset import build_graphs  # noqa: E402
+from glassgnn.devices import flush_denormals  # noqa: E402
 from glassgnn.run import load_run  # noqa: E402
 
 DEEPMIND_REFERENCE = REPO / "tests" / "fixtures" / "reference_predictions_t044_s09_test_large.npy"
@@ -59,6 +60,8 @@ sys.path.insert(0, {repo!r})
 import torch
 torch.set_num_threads({threads})
 import predict
+from glassgnn.devices import flush_denormals
+flush_denormals()
 from glassgnn.dataset import build_graphs
 from glassgnn.metrics import grouped_metrics
 from glassgnn.outputs import write_npz
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no_peers", action="store_true", help="only this file's rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    flush_denormals()  # as predict.py and train.py do
     load = os.getloadavg()[0]
     rows = bapst_rows(args.quick, args.threads) + [tensorflow_row()]
     if not args.no_peers:

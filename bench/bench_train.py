@@ -76,6 +76,7 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graph
     import torch
 
     from glassgnn.config import model_hparams
+    from glassgnn.devices import flush_denormals
     from glassgnn.distributed import DistInfo
     from glassgnn.experiments import load_dataset
     from glassgnn.task import Task
@@ -87,6 +88,7 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graph
         graphs["train"] = graphs["train"][:max_graphs]
     base = _rss_gb()
     cfg = _config(model, dataset, batch_size)
+    flush_denormals(cfg["flush_denormal"])  # as train.py does
     task = Task(graphs, manifest, cfg)
     net = build_model(model, model_hparams(cfg, task.in_dim, task.out_dim))
     opt, _ = make_optimizer(net, cfg)

@@ -41,3 +41,15 @@ def select_device(index: int) -> torch.device:
             "(https://www.dgl.ai/pages/start.html) or run with --device=-1."
         ) from None
     return device
+
+
+def flush_denormals(enabled: bool = True) -> None:
+    """Treat subnormal floats (|x| < 1.2e-38 in float32) as zero in CPU arithmetic, or not.
+
+    Backward passes through saturating activations (softplus, sigmoid) and smooth cutoffs
+    produce subnormal gradients, which x86 CPUs process up to ~100x slower than normal
+    numbers: with them, SchNet's training step on the CuZr full batch took twice as long.
+    Flushing them changes values only below float32's normal range, far inside float
+    tolerance. Process-wide (torch.set_flush_denormal); no effect on GPU arithmetic.
+    """
+    torch.set_flush_denormal(enabled)

@@ -11,7 +11,7 @@ import torch
 
 from glassgnn import schema
 from glassgnn.augment import augment_graph, cubic_group, random_transforms
-from glassgnn.devices import DeviceError, select_device
+from glassgnn.devices import DeviceError, flush_denormals, select_device
 from glassgnn.metrics import graph_metrics, grouped_metrics, regression_metrics, summarise
 
 
@@ -97,6 +97,18 @@ def test_gpu_request_without_cuda_says_how_to_fix():
     assert select_device(-1) == torch.device("cpu")
     with pytest.raises(DeviceError, match="--device=-1"):
         select_device(0)
+
+
+def test_flush_denormals_zeroes_subnormal_arithmetic_and_can_be_undone():
+    subnormal = torch.tensor([1e-39, 1.0])  # 1e-39 is below float32's smallest normal number
+    try:
+        flush_denormals(True)
+        assert (subnormal * 1.0)[0] == 0.0
+        assert (subnormal * 1.0)[1] == 1.0
+        flush_denormals(False)
+        assert (subnormal * 1.0)[0] > 0.0
+    finally:
+        flush_denormals(False)  # torch's default
 
 
 def test_graph_metrics_are_one_value_per_graph_per_target():
