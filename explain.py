@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(args.seed)
         if args.threads:
             torch.set_num_threads(args.threads)
+        flush_denormals()  # before any parallel work: torch's threads inherit it (glassgnn.devices)
         run = load_run(args.run_dir, select_device(args.device))
-        flush_denormals()  # frozen-model arithmetic: see glassgnn.devices
         dataset_dir = args.dataset_dir or run.config["dataset_dir"]
         graphs = load_split(dataset_dir, args.split)
         if not 0 <= args.graph_index < len(graphs):

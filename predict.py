@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         if existing and not args.overwrite:
             raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
         set_threads(args.threads)
+        flush_denormals()  # before any parallel work: torch's threads inherit it (glassgnn.devices)
         run = load_run(args.run_dir, select_device(args.device))
-        flush_denormals()  # frozen-model arithmetic: see glassgnn.devices
         params = graph_params(run, args.format, args.time_index)
         paths = expand_globs(args.input, "--input")
         result = predict_files(run, paths, params, progress=not args.no_progress, compile=args.compile)

@@ -83,12 +83,12 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graph
     from glassgnn.training import make_optimizer, train_epoch
     from models.models import build_model
 
+    cfg = _config(model, dataset, batch_size)
+    flush_denormals(cfg["flush_denormal"])  # as train.py does, before torch starts its threads
     graphs, manifest = load_dataset(dataset)
     if max_graphs:
         graphs["train"] = graphs["train"][:max_graphs]
     base = _rss_gb()
-    cfg = _config(model, dataset, batch_size)
-    flush_denormals(cfg["flush_denormal"])  # as train.py does
     task = Task(graphs, manifest, cfg)
     net = build_model(model, model_hparams(cfg, task.in_dim, task.out_dim))
     opt, _ = make_optimizer(net, cfg)

@@ -46,6 +46,11 @@ def select_device(index: int) -> torch.device:
 def flush_denormals(enabled: bool = True) -> None:
     """Treat subnormal floats (|x| < 1.2e-38 in float32) as zero in CPU arithmetic, or not.
 
+    The mode is a per-thread CPU flag that new threads inherit: call this before the first
+    parallel torch operation (before loading data), so that torch's worker threads,
+    started then, inherit it. Called later, it reaches the calling thread only. The
+    scripts call it first thing.
+
     Backward passes through saturating activations (softplus, sigmoid) and smooth cutoffs
     produce subnormal gradients, which x86 CPUs process up to ~100x slower than normal
     numbers: with them, SchNet's training step on the CuZr full batch took twice as long.

@@ -36,7 +36,7 @@ from glassgnn.config import (
     model_hparams,
     readout_config,
 )
-from glassgnn.devices import flush_denormals, select_device
+from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.fileio import write_json, write_text
@@ -168,7 +168,6 @@ def fit(
     info = info or DistInfo()
     out = Path(output_dir)
     device = distributed.local_device(select_device(cfg["device"]), info)
-    flush_denormals(cfg["flush_denormal"])
     task = Task(graphs, manifest, cfg, graph_targets)
     resolved = {
         **cfg,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import dgl
 import numpy as np
@@ -13,6 +16,7 @@ from glassgnn import schema
 from glassgnn.augment import augment_graph, cubic_group, random_transforms
 from glassgnn.devices import DeviceError, flush_denormals, select_device
 from glassgnn.metrics import graph_metrics, grouped_metrics, regression_metrics, summarise
+from tests.conftest import REPO
 
 
 def _ranks(x):
@@ -100,7 +104,8 @@ def test_gpu_request_without_cuda_says_how_to_fix():
 
 
 def test_flush_denormals_zeroes_subnormal_arithmetic_and_can_be_undone():
-    subnormal = torch.tensor([1e-39, 1.0])  # 1e-39 is below float32's smallest normal number
+    # From its bits: a float conversion would itself be flushed if an earlier test left flushing on.
+    subnormal = torch.tensor([0x00400000, 0x3F800000], dtype=torch.int32).view(torch.float32)  # 5.9e-39, 1
     try:
         flush_denormals(True)
         assert (subnormal * 1.0)[0] == 0.0
@@ -109,6 +114,35 @@ def test_flush_denormals_zeroes_subnormal_arithmetic_and_can_be_undone():
         assert (subnormal * 1.0)[0] > 0.0
     finally:
         flush_denormals(False)  # torch's default
+
+
+FLUSH_IN_THREADS = """
+import sys
+import torch
+from glassgnn.devices import flush_denormals
+torch.set_num_threads(2)
+if sys.argv[1] == "late":
+    torch.randn(4_000_000).mul(2.0)  # torch starts its worker threads here
+flush_denormals(True)
+subnormal = torch.tensor([0x00400000], dtype=torch.int32).view(torch.float32)
+print(int((subnormal.expand(4_000_000).contiguous() * 1.0).count_nonzero()))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores for torch's worker threads")
+def test_flush_denormals_reaches_worker_threads_started_after_it():
+    def nonzero(when: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", FLUSH_IN_THREADS, when],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+        )
+        return int(done.stdout.split()[-1])
+
+    assert nonzero("early") == 0  # as the scripts call it: every thread flushes
+    assert nonzero("late") > 0  # why they call it first: running threads keep their mode
 
 
 def test_graph_metrics_are_one_value_per_graph_per_target():
