@@ -40,9 +40,7 @@ The transform set (``transforms``) decides what invariance the model has:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dgl
@@ -50,8 +48,8 @@ import torch
 from dgl.nn import EGATConv
 from dgl.nn.functional import edge_softmax
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from models import common
 from models.common import cubic_group, edge_geometry, edge_weights, row_chunks
 from models.models import ModelConfig, register_model
 
@@ -79,66 +77,281 @@ class SymGNNConfig(ModelConfig):
     fast: bool = True
 
 
-class _EdgeAttentionNorm(torch.autograd.Function):
-    """From pre = W_i h_src + W_j h_dst + W_f e + b [n_edges, H*D]: f = LeakyReLU(pre),
-    attention logits (f * attn).sum(-1) [n_edges, H] and the edge output
-    Linear(BatchNorm(f)) [n_edges, D] with batch statistics (training mode).
+def _chunk_rows(n: int, width: int) -> list[slice]:
+    """Row slices of an [n, width] tensor of about ``EDGE_CHUNK x 64`` elements (16 MiB in float32)."""
+    return row_chunks(n, max(1, common.EDGE_CHUNK * 64 // width))
 
-    The same operations as ``EGATConv`` followed by :class:`SymGNNLayer`'s edge norm and
-    projection, with a hand-written backward that keeps only ``pre``, recomputes f and
-    the normalised f over chunks of edges, and returns the gradient in ``pre``'s storage
-    (the batch-norm gradient is the standard one, Ioffe & Szegedy 2015). Also returns the
-    batch mean and biased variance of f, for the running statistics.
+
+def _head_columns(attn: torch.Tensor) -> torch.Tensor:
+    """[heads, dim] attention vectors -> block matrix [heads * dim, heads]: f @ it = per-head dot products."""
+    heads, dim = attn.shape
+    eye = torch.eye(heads, dtype=attn.dtype, device=attn.device)
+    return (attn.unsqueeze(-1) * eye.unsqueeze(1)).reshape(heads * dim, heads)
+
+
+class _EdgeAttention(torch.autograd.Function):
+    """EGATConv's edge computation fused over chunks of edges, with the edge norm and projection.
+
+    pre = h_src[src] + h_dst[dst] + e W^T [n_edges, H*D] (``h_src`` carries EGATConv's bias),
+    f = LeakyReLU(pre), attention logits (f * attn).sum(-1) [n_edges, H] and, when a batch
+    norm is given, the edge output Linear(BatchNorm(f)) [n_edges, D] with batch statistics
+    (training mode). Same operations as ``EGATConv`` followed by :class:`SymGNNLayer`'s edge
+    norm and projection, re-grouped so that each chunk of edges is built, activated and
+    reduced while it is in cache: the forward writes f once and reads it once more (for the
+    projection), the backward reads it twice (batch-norm sums, then the gradient chunk by
+    chunk, scattered onto the nodes at once). Only f is kept for the backward pass, where
+    autograd would keep three [n_edges, H*D] tensors (1.6 GB each in the first layer on a
+    full batch of six 8000-atom CuZr graphs): LeakyReLU's derivative needs only the sign of
+    pre, which is the sign of f. The batch-norm gradient is the standard one (Ioffe &
+    Szegedy 2015). Also returns the batch mean and biased variance of f (running statistics).
     """
 
     @staticmethod
-    def forward(ctx, pre, attn, gamma, beta, proj_w, proj_b, eps):
-        n, heads = len(pre), attn.shape[1]
-        f = nn.functional.leaky_relu(pre)
-        logits = torch.einsum("ehd,hd->eh", f.view(n, heads, -1), attn[0]).contiguous()
-        # Not torch.var_mean(f, 0): its column reduction is ~10x slower than two passes on CPU.
-        mean = f.sum(0) / n
-        var = sum(((f[rows] - mean) ** 2).sum(0) for rows in row_chunks(n)) / n
+    def forward(ctx, h_src, h_dst, e, fc_w, attn, src, dst, gamma, beta, proj_w, proj_b, eps):
+        n, width = len(e), h_src.shape[1]
+        heads = attn.shape[1]
+        columns = _head_columns(attn[0])
+        f = h_src.new_empty(n, width)
+        logits = h_src.new_empty(n, heads)
+        chunks = _chunk_rows(n, width)
+        # One chunk of scratch space, reused: fresh chunk-sized temporaries cost page faults.
+        work = h_src.new_empty(chunks[0].stop if chunks else 0, width)
+        norm = gamma is not None
+        total = squares = shift = None
+        for rows in chunks:
+            fc, buf = f[rows], work[: rows.stop - rows.start]
+            torch.index_select(h_src, 0, src[rows], out=fc)
+            fc.add_(torch.index_select(h_dst, 0, dst[rows], out=buf))
+            fc.addmm_(e[rows], fc_w.t())
+            nn.functional.leaky_relu_(fc)
+            torch.mm(fc, columns, out=logits[rows])
+            if norm:
+                # One-pass batch statistics, shifted by the first chunk's mean against cancellation.
+                if shift is None:
+                    shift = fc.mean(0)
+                    total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
+                torch.sub(fc, shift, out=buf)
+                total += buf.sum(0)
+                squares += buf.mul_(buf).sum(0)
+        ctx.num_nodes = len(h_src)
+        if not norm:
+            ctx.save_for_backward(f, e, fc_w, attn, src, dst)
+            return logits, None, None, None
+        mean = shift + total / n
+        var = (squares / n - (total / n) ** 2).clamp_(min=0.0)
         invstd = torch.rsqrt(var + eps)
         scale = gamma * invstd
         # Linear(BatchNorm(f)) = f A + c with A = diag(scale) W^T: no normalised copy of f.
-        shift = proj_b + (beta - mean * scale) @ proj_w.t()
-        out = torch.addmm(shift, f, scale.unsqueeze(1) * proj_w.t())
-        ctx.save_for_backward(pre, attn, gamma, beta, proj_w, mean, invstd)
-        ctx.pre_consumed = False
+        out = torch.addmm(proj_b + (beta - mean * scale) @ proj_w.t(), f, scale.unsqueeze(1) * proj_w.t())
+        ctx.save_for_backward(f, e, fc_w, attn, src, dst, gamma, beta, proj_w, mean, invstd)
         ctx.mark_non_differentiable(mean, var)
         return logits, out, mean, var
 
     @staticmethod
     def backward(ctx, grad_logits, grad_out, _grad_mean, _grad_var):
-        if ctx.pre_consumed:
-            raise RuntimeError("symgnn's lean path supports one backward pass (no retain_graph)")
-        ctx.pre_consumed = True
-        pre, attn, gamma, beta, proj_w, mean, invstd = ctx.saved_tensors
-        n, heads = len(pre), attn.shape[1]
-        grad_attn = torch.zeros_like(attn[0])
-        f_t_grad_out = torch.zeros_like(proj_w.t())  # f^T grad_out [heads * dim, dim]
-        # Pass 1 needs only sums over edges: with g = grad_out W (the gradient of BatchNorm(f)),
-        # sum(g) = sum(grad_out) W and sum(g * f_hat) = diag(W^T-weighted f_hat^T grad_out).
-        for rows in row_chunks(n):
-            f = nn.functional.leaky_relu(pre[rows])
-            grad_attn += torch.einsum("eh,ehd->hd", grad_logits[rows], f.view(len(f), heads, -1))
-            f_t_grad_out.addmm_(f.t(), grad_out[rows])
-        grad_proj_b = grad_out.sum(0)
-        fhat_t_grad_out = (f_t_grad_out - torch.outer(mean, grad_proj_b)) * invstd.unsqueeze(1)
-        grad_beta = grad_proj_b @ proj_w
-        grad_gamma = (proj_w * fhat_t_grad_out.t()).sum(0)
-        # Pass 2 writes d/d pre into pre's own storage (nothing else reads it).
-        for rows in row_chunks(n):
-            f_hat = nn.functional.leaky_relu(pre[rows]).sub_(mean).mul_(invstd)
-            # Batch norm: d/df = gamma invstd (g - mean(g) - f_hat mean(g f_hat)).
-            grad_f = (grad_out[rows] @ proj_w).sub_(grad_beta / n).addcmul_(f_hat, grad_gamma / n, value=-1.0)
-            grad_f.mul_(gamma * invstd).view(len(f_hat), heads, -1).addcmul_(
-                grad_logits[rows].unsqueeze(-1), attn
-            )
-            pre[rows] = torch.ops.aten.leaky_relu_backward(grad_f, pre[rows], 0.01, False)
-        grad_proj_w = fhat_t_grad_out.t() * gamma + torch.outer(grad_proj_b, beta)
-        return pre, grad_attn.unsqueeze(0), grad_gamma, grad_beta, grad_proj_w, grad_proj_b, None
+        f, e, fc_w, attn, src, dst, *norm = ctx.saved_tensors
+        n, width = f.shape
+        heads = attn.shape[1]
+        columns = _head_columns(attn[0])
+        chunks = _chunk_rows(n, width)
+        # Pass 1, one read of f: f^T [grad_out | grad_logits], the sums over edges of the
+        # projection's and the attention vectors' gradients.
+        grads = torch.cat([grad_out, grad_logits], 1) if norm else grad_logits
+        f_t_grads = f.new_zeros(width, grads.shape[1])
+        for rows in chunks:
+            f_t_grads.addmm_(f[rows].t(), grads[rows])
+        grad_columns = f_t_grads[:, -heads:]
+        grad_attn = torch.diagonal(grad_columns.view(heads, -1, heads), dim1=0, dim2=2).t().unsqueeze(0)
+        if norm:
+            gamma, beta, proj_w, mean, invstd = norm
+            # Batch norm: with g = grad_out W (the gradient of BatchNorm(f)) and f_hat the normalised f,
+            # d/df = gamma invstd (g - mean(g) - f_hat mean(g f_hat)), where
+            # sum(g) = sum(grad_out) W and sum(g f_hat) follows from f^T grad_out.
+            grad_proj_b = grad_out.sum(0)
+            fhat_t_grad_out = (
+                f_t_grads[:, : len(grad_proj_b)] - torch.outer(mean, grad_proj_b)
+            ) * invstd.unsqueeze(1)
+            grad_beta = grad_proj_b @ proj_w
+            grad_gamma = (proj_w * fhat_t_grad_out.t()).sum(0)
+            grad_proj_w = fhat_t_grad_out.t() * gamma + torch.outer(grad_proj_b, beta)
+            grads_norm = (grad_gamma, grad_beta, grad_proj_w, grad_proj_b)
+            # d/df = [grad_out | grad_logits] @ mat + f * slope + offset, chunk by chunk.
+            scale = gamma * invstd
+            mat = torch.cat([proj_w * scale, columns.t()])
+            slope = -scale * invstd * grad_gamma / n
+            offset = -scale * grad_beta / n - mean * slope
+        else:
+            grads_norm = (None,) * 4
+            mat = columns.t()
+        # Pass 2: d/d pre chunk by chunk, sent on to e, W and (scattered) the two node inputs.
+        grad_e = torch.empty_like(e)
+        grad_w = torch.zeros_like(fc_w)
+        grad_src = f.new_zeros(ctx.num_nodes, width)
+        grad_dst = f.new_zeros(ctx.num_nodes, width)
+        work = f.new_empty(chunks[0].stop if chunks else 0, width)
+        for rows in chunks:
+            fc, grad_pre = f[rows], work[: rows.stop - rows.start]
+            if norm:
+                torch.addmm(offset, grads[rows], mat, out=grad_pre).addcmul_(fc, slope)
+            else:
+                torch.mm(grads[rows], mat, out=grad_pre)
+            # LeakyReLU's derivative from the sign of f, which is the sign of pre.
+            torch.ops.aten.leaky_relu_backward.grad_input(grad_pre, fc, 0.01, False, grad_input=grad_pre)
+            torch.mm(grad_pre, fc_w, out=grad_e[rows])
+            grad_w.addmm_(grad_pre.t(), e[rows])
+            grad_src.index_add_(0, src[rows], grad_pre)
+            grad_dst.index_add_(0, dst[rows], grad_pre)
+        return grad_src, grad_dst, grad_e, grad_w, grad_attn, None, None, *grads_norm, None
+
+
+class _SymmetrisedEncoder(torch.autograd.Function):
+    """sum over transforms t of ReLU(BN2(ReLU(BN1(disp t W1^T + b1)) W2^T + b2)) [n_edges, d], training mode.
+
+    The edge encoder of :func:`_encoder` summed over the transform set, with batch
+    statistics, computed without keeping any [n_edges, d] activation: layer 1 is affine
+    in the displacements, so its batch mean and variance follow exactly from the mean and
+    3x3 covariance of ``disp``; one pass over chunks of edges gathers the mean and
+    covariance of the hidden layer (hence layer 2's statistics), a second one writes the
+    output. The backward pass recomputes the activations chunk by chunk, with the same
+    operations as the forward pass (the same ReLU masks), in two passes: the sums that
+    batch norm's gradient needs (Ioffe & Szegedy 2015) for layer 2, then for layer 1.
+    ``disp`` gets no gradient. Also returns the batch means and biased variances
+    [n_transforms, 4, d] (mean1, var1, mean2, var2) for the running statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, disp, transforms, w1, b1, gamma1, beta1, w2, b2, gamma2, beta2, eps1, eps2):
+        n = len(disp)
+        chunks = _encoder_chunks(n)
+        mean_d = disp.mean(0)
+        centred = disp - mean_d
+        cov_d = centred.t() @ centred / n  # [3, 3]
+        # Layer 1 of transform t as r1 = ReLU(disp @ m1 + c1): x = disp t, a1 = x W1^T + b1.
+        a = transforms @ w1.t()  # [T, 3, d]
+        mean_xa = mean_d @ a  # [T, d]: batch mean of a1 - b1
+        var1 = ((cov_d @ a) * a).sum(1)  # [T, d]: diag(a^T cov a)
+        invstd1 = torch.rsqrt(var1 + eps1)
+        scale1 = gamma1 * invstd1
+        m1, c1 = a * scale1.unsqueeze(1), beta1 - mean_xa * scale1
+        # Pass 1: mean and covariance of r1, shifted by the first chunk's mean against cancellation.
+        shift = torch.stack(
+            [torch.addmm(c1[k], disp[chunks[0]], m1[k]).clamp_(min=0.0).mean(0) for k in range(len(a))]
+        )
+        total = torch.zeros_like(c1)
+        gram = c1.new_zeros(len(a), len(b1), len(b1))
+        for rows in chunks:
+            for k in range(len(a)):
+                r1 = torch.addmm(c1[k], disp[rows], m1[k]).clamp_(min=0.0).sub_(shift[k])
+                total[k] += r1.sum(0)
+                gram[k].addmm_(r1.t(), r1)
+        mean_r = shift + total / n
+        cov_r = gram / n - (total / n).unsqueeze(2) * (total / n).unsqueeze(1)  # [T, d, d]
+        mean_rw = mean_r @ w2.t()  # batch mean of a2 - b2
+        var2 = ((cov_r @ w2.t()) * w2.t()).sum(1)
+        invstd2 = torch.rsqrt(var2 + eps2)
+        scale2 = gamma2 * invstd2
+        m2, c2 = w2.t() * scale2.unsqueeze(1), beta2 - mean_rw * scale2
+        # Pass 2: the output.
+        out = disp.new_empty(n, len(b1))
+        for rows in chunks:
+            acc = out[rows].zero_()
+            for k in range(len(transforms)):
+                r1 = torch.addmm(c1[k], disp[rows], m1[k]).clamp_(min=0.0)
+                acc += torch.addmm(c2[k], r1, m2[k]).clamp_(min=0.0)
+        ctx.save_for_backward(
+            disp,
+            transforms,
+            w1,
+            w2,
+            gamma1,
+            gamma2,
+            m1,
+            c1,
+            m2,
+            c2,
+            mean_d,
+            cov_d,
+            mean_xa,
+            mean_rw,
+            invstd1,
+            invstd2,
+        )
+        stats = torch.stack([mean_xa + b1, var1, mean_rw + b2, var2], 1)
+        ctx.mark_non_differentiable(stats)
+        return out, stats
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_stats):
+        disp, transforms, w1, w2, gamma1, gamma2, m1, c1, m2, c2, *rest = ctx.saved_tensors
+        mean_d, cov_d, mean_xa, mean_rw, invstd1, invstd2 = rest
+        n, num_t = len(disp), len(transforms)
+        chunks = _encoder_chunks(n)
+        relu_grad = torch.ops.aten.threshold_backward  # ReLU's: grad where (input or output) > 0
+        # Normalised pre-activations: a1_hat = disp @ p1 + q1, a2_hat = r1 @ p2 + q2.
+        p1, q1 = (transforms @ w1.t()) * invstd1.unsqueeze(1), -mean_xa * invstd1
+        p2, q2 = w2.t() * invstd2.unsqueeze(1), -mean_rw * invstd2
+        scale1, scale2 = gamma1 * invstd1, gamma2 * invstd2
+        # Pass 1: sums over edges of g2 (the gradient at layer 2's batch-norm output) and g2 * a2_hat.
+        sum_g2, sum_g2a = torch.zeros_like(c2), torch.zeros_like(c2)
+        for rows in chunks:
+            for k in range(num_t):
+                r1 = torch.addmm(c1[k], disp[rows], m1[k]).clamp_(min=0.0)
+                g2 = relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k]), 0.0)
+                sum_g2[k] += g2.sum(0)
+                sum_g2a[k] += torch.addmm(q2[k], r1, p2[k]).mul_(g2).sum(0)
+        # Pass 2: d/d a2 = scale2 (g2 - mean(g2) - a2_hat mean(g2 a2_hat)) gives W2's gradient and,
+        # through r1, the sums of layer 1's g1 (gradient at its batch-norm output), g1 * a1_hat, g1^T disp.
+        slope2, offset2 = -scale2 * sum_g2a / n, -scale2 * sum_g2 / n
+        grad_w2, grad_b2 = torch.zeros_like(w2), torch.zeros_like(c2[0])
+        sum_g1, sum_g1a, sum_a1 = torch.zeros_like(c1), torch.zeros_like(c1), torch.zeros_like(c1)
+        g1_t_disp = disp.new_zeros(num_t, len(w1), 3)
+        for rows in chunks:
+            x = disp[rows]
+            for k in range(num_t):
+                r1 = torch.addmm(c1[k], x, m1[k]).clamp_(min=0.0)
+                g2 = relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k]), 0.0)
+                grad_a2 = (
+                    torch.addmm(q2[k], r1, p2[k]).mul_(slope2[k]).add_(offset2[k]).addcmul_(g2, scale2[k])
+                )
+                grad_w2.addmm_(grad_a2.t(), r1)
+                grad_b2 += grad_a2.sum(0)
+                g1 = relu_grad(grad_a2 @ w2, r1, 0.0)
+                sum_g1[k] += g1.sum(0)
+                a1_hat = torch.addmm(q1[k], x, p1[k])
+                sum_a1[k] += a1_hat.sum(0)
+                sum_g1a[k] += a1_hat.mul_(g1).sum(0)
+                g1_t_disp[k].addmm_(g1.t(), x)
+        # W1 from sums only: with x = disp t, d/d a1 = scale1 (g1 - mean(g1) - a1_hat mean(g1 a1_hat)) and
+        # a1_hat^T x / n = invstd1 W1 cov(x).
+        mean_x = mean_d @ transforms  # [T, 3]
+        cov_x = transforms.transpose(1, 2) @ cov_d @ transforms  # [T, 3, 3]
+        grad_w1 = scale1.unsqueeze(2) * (
+            g1_t_disp @ transforms
+            - sum_g1.unsqueeze(2) * mean_x.unsqueeze(1)
+            - (sum_g1a * invstd1).unsqueeze(2) * (w1 @ cov_x)
+        )
+        # The biases before a batch norm: zero up to rounding (the norm subtracts them again),
+        # summed over edges as autograd does.
+        grad_b1 = (scale1 * (sum_g1 - n * (sum_g1 / n) - sum_a1 * (sum_g1a / n))).sum(0)
+        return (
+            None,
+            None,
+            grad_w1.sum(0),
+            grad_b1,
+            sum_g1a.sum(0),
+            sum_g1.sum(0),
+            grad_w2,
+            grad_b2,
+            sum_g2a.sum(0),
+            sum_g2.sum(0),
+            None,
+            None,
+        )
+
+
+def _encoder_chunks(n: int) -> list[slice]:
+    """Row slices for the [n_edges, hidden_dim] temporaries of :class:`_SymmetrisedEncoder` (1 MiB each)."""
+    return row_chunks(n, max(1, common.EDGE_CHUNK // 8))
 
 
 def released_transforms() -> torch.Tensor:
@@ -166,19 +379,60 @@ def random_rotations(
     )
 
 
+def _params(*modules: nn.Module) -> list[torch.Tensor]:
+    """Weights and biases of ``modules`` in turn (Linear and BatchNorm1d)."""
+    return [t for m in modules for t in (m.weight, m.bias)]
+
+
 def _encoder(d_in: int, d: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(d_in, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU()
     )
 
 
+@dataclass
+class _Edges:
+    """A graph's edges in the order the lean path stores edge tensors: sorted by destination.
+
+    Consecutive edges then share their destination particle and gather from nearby rows,
+    which makes the chunked gathers and scatters of :class:`_EdgeAttention` cache friendly.
+    """
+
+    graph: dgl.DGLGraph  # the same particles, its edge i = the original edge order[i]
+    src: torch.Tensor  # [n_edges] senders
+    dst: torch.Tensor  # [n_edges] receivers, ascending
+    order: torch.Tensor  # [n_edges] original edge ids
+
+    @classmethod
+    def by_destination(cls, graph: dgl.DGLGraph) -> _Edges:
+        # The in-edge (CSC) index that DGL builds anyway for its message passing.
+        indptr, src, order = graph.adj_tensors("csc")
+        if len(order) == 0:  # DGL's shorthand for consecutive edge ids
+            order = torch.arange(graph.num_edges(), device=src.device)
+        dst = torch.repeat_interleave(
+            torch.arange(graph.num_nodes(), device=src.device), indptr.diff(), output_size=len(src)
+        )
+        sorted_graph = dgl.graph(("csc", (indptr, src, src.new_empty(0))), num_nodes=graph.num_nodes())
+        return cls(sorted_graph, src, dst, order)
+
+    def dropout(self, e: torch.Tensor, p: float) -> torch.Tensor:
+        """``nn.functional.dropout`` of the edge tensor ``e`` [n_edges, d] stored in this order.
+
+        The mask is drawn in the original edge order, so that the same random state
+        drops the same edges as the plain path does.
+        """
+        if p == 0.0:
+            return e
+        mask = nn.functional.dropout(e.new_ones(e.shape), p, True)  # [n_edges, d]: 0 or 1 / (1 - p)
+        return e * mask[self.order]
+
+
 class SymGNNLayer(nn.Module):
     """EGATConv with batch norm and skip projections; the last layer averages heads and drops edges."""
 
-    def __init__(self, dim: int, heads: int, last: bool, fast: bool = True):
+    def __init__(self, dim: int, heads: int, last: bool):
         super().__init__()
         self.last = last
-        self.fast = fast
         self.conv = EGATConv(dim, dim, dim, dim, heads)
         width = dim if last else dim * heads
         self.node_norm = nn.BatchNorm1d(width)
@@ -191,31 +445,31 @@ class SymGNNLayer(nn.Module):
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """h [n_atoms, dim], e [n_edges, dim], weight [n_edges] -> updated h and e."""
-        if self.fast and self.training:
-            return self.lean(graph, h, e, weight)
         return self.plain(graph, h, e, weight)
 
     def lean(
-        self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
+        self, edges: _Edges, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training-mode layer through :class:`_EdgeAttentionNorm` (EGATConv's operations, re-grouped)."""
+        """Training-mode layer through :class:`_EdgeAttention` (EGATConv's operations, re-grouped).
+
+        Edge tensors ``e`` and ``weight`` are in the order of ``edges``.
+        """
         conv = self.conv
         heads, dim = conv._num_heads, conv._out_edge_feats
-        pre = dgl.ops.u_add_v(graph, conv.fc_ni(h), conv.fc_nj(h))
-        pre = pre.add_(torch.addmm(conv.bias, e, conv.fc_fij.weight.t()))  # [n_edges, heads * dim]
+        h_src = torch.addmm(conv.bias, h, conv.fc_ni.weight.t())  # [n_atoms, heads * dim]
         if self.last:
-            f = nn.functional.leaky_relu(pre).view(-1, heads, dim)
-            logits, e_out = (f * conv.attn).sum(-1), None
+            norm_params = (None,) * 5
         else:
             norm, proj = self.edge_norm, self.edge_proj
-            logits, e_out, mean, var = _EdgeAttentionNorm.apply(
-                pre, conv.attn, norm.weight, norm.bias, proj.weight, proj.bias, norm.eps
-            )
-            _update_running_stats(norm, mean, var, len(pre))
-        del pre
+            norm_params = (norm.weight, norm.bias, proj.weight, proj.bias, norm.eps)
+        logits, e_out, mean, var = _EdgeAttention.apply(
+            h_src, conv.fc_nj(h), e, conv.fc_fij.weight, conv.attn, edges.src, edges.dst, *norm_params
+        )
+        if not self.last:
+            _update_running_stats(self.edge_norm, mean, var, len(e))
         # Particles without incoming edges get no attention and an empty sum, as in plain().
-        attention = edge_softmax(graph, logits.unsqueeze(-1)) * weight.view(-1, 1, 1)
-        nh = dgl.ops.u_mul_e_sum(graph, conv.fc_node_src(h).view(-1, heads, dim), attention)
+        attention = edge_softmax(edges.graph, logits.unsqueeze(-1)) * weight.view(-1, 1, 1)
+        nh = dgl.ops.u_mul_e_sum(edges.graph, conv.fc_node_src(h).view(-1, heads, dim), attention)
         if self.last:
             return h + self.node_proj(self.node_norm(nh.mean(1))), e
         return h + self.node_proj(self.node_norm(nh.flatten(1))), e + e_out
@@ -230,21 +484,6 @@ class SymGNNLayer(nn.Module):
             return h + self.node_proj(self.node_norm(nh.mean(1))), e
         h = h + self.node_proj(self.node_norm(nh.flatten(1)))
         return h, e + self.edge_proj(self.edge_norm(eh.flatten(1)))
-
-
-@contextlib.contextmanager
-def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
-    """Batch norms inside ``module`` leave their running statistics (and batch count) unchanged."""
-    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    for m in norms:
-        m.momentum = 0.0  # running = running * (1 - 0) + 0 * batch: unchanged
-    try:
-        yield
-    finally:
-        for m, (momentum, count) in zip(norms, saved, strict=True):
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(count)
 
 
 @torch.no_grad()
@@ -301,9 +540,7 @@ class SymGNN(nn.Module):
         self.node_encoder = _encoder(config.in_dim, d)
         self.edge_encoder = _encoder(3, d)
         n = len(config.heads)
-        self.layers = nn.ModuleList(
-            SymGNNLayer(d, k, last=i == n - 1, fast=config.fast) for i, k in enumerate(config.heads)
-        )
+        self.layers = nn.ModuleList(SymGNNLayer(d, k, last=i == n - 1) for i, k in enumerate(config.heads))
         self.dropout = nn.Dropout(config.dropout)
         decoder: list[nn.Module] = []
         for _ in range(4):
@@ -324,17 +561,15 @@ class SymGNN(nn.Module):
         transforms = self.transforms.to(disp.dtype)
         if self.transform_set == "random" and self.training:
             transforms = random_rotations(self.num_random, device=disp.device).to(disp.dtype)
-        if self.fast and self.training and torch.is_grad_enabled():
-            # Recomputed in the backward pass instead of kept: four [n_edges, hidden_dim]
-            # activations per transform. The recomputation must not update the batch-norm
-            # running statistics a second time.
-            return checkpoint(
-                self._encode_and_sum,
-                disp,
-                transforms,
-                use_reentrant=False,
-                context_fn=lambda: (contextlib.nullcontext(), _running_stats_frozen(self.edge_encoder)),
+        if self.fast and self.training and not disp.requires_grad:
+            lin1, norm1, _, lin2, norm2, _ = self.edge_encoder
+            out, stats = _SymmetrisedEncoder.apply(
+                disp, transforms, *_params(lin1, norm1, lin2, norm2), norm1.eps, norm2.eps
             )
+            for mean1, var1, mean2, var2 in stats:  # in the order of the plain path's calls
+                _update_running_stats(norm1, mean1, var1, len(disp))
+                _update_running_stats(norm2, mean2, var2, len(disp))
+            return out
         return self._encode_and_sum(disp, transforms)
 
     def _encode_and_sum(self, disp: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
@@ -348,6 +583,8 @@ class SymGNN(nn.Module):
     ) -> torch.Tensor:
         disp, _ = edge_geometry(graph, feat.dtype)
         weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
+        if self.fast and self.training:
+            return self._lean_forward(graph, feat, disp, weight)
         h = self.node_encoder(feat)
         e = self.symmetrised_edges(disp)
         for layer in self.layers:
@@ -355,4 +592,19 @@ class SymGNN(nn.Module):
             h = self.dropout(h)
             if not layer.last:  # the last layer's edge states are never read
                 e = self.dropout(e)
+        return self.decoder(h)
+
+    def _lean_forward(
+        self, graph: dgl.DGLGraph, feat: torch.Tensor, disp: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """forward() through the layers' lean path, edge tensors sorted by destination (same results)."""
+        edges = _Edges.by_destination(graph)
+        weight = weight[edges.order]
+        h = self.node_encoder(feat)
+        e = self.symmetrised_edges(disp[edges.order])
+        for layer in self.layers:
+            h, e = layer.lean(edges, h, e, weight)
+            h = self.dropout(h)
+            if not layer.last:
+                e = edges.dropout(e, self.dropout.p)
         return self.decoder(h)
