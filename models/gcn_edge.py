@@ -60,19 +60,23 @@ class _EdgeUpdate(torch.autograd.Function):
     gradients of all of them) is done while the chunk is in cache; autograd would make a
     pass over memory per operation. Only m is kept for the backward pass, as autograd would.
     ``weight`` [n_edges, 1] or None (all ones); the sum over in-edges is DGL's fused kernel.
+    With ``need_edges`` false (the last layer, whose edge states nobody reads) e + m is
+    not formed and None is returned in its place.
     """
 
     @staticmethod
-    def forward(ctx, graph, e, s, d, weight, w_edge, b_edge):
+    def forward(ctx, graph, e, s, d, weight, w_edge, b_edge, need_edges):
         src, dst = (ids.long() for ids in graph.edges())
-        m, e_new = torch.empty_like(e), torch.empty_like(e)
+        m = torch.empty_like(e)
+        e_new = torch.empty_like(e) if need_edges else None
         weighted = None if weight is None else torch.empty_like(e)
         for rows in row_chunks(len(e)):
             pre = torch.addmm(b_edge, e[rows], w_edge.t())
             pre += s.index_select(0, src[rows])
             pre += d.index_select(0, dst[rows])
             torch.clamp_min(pre, 0.0, out=m[rows])
-            torch.add(e[rows], m[rows], out=e_new[rows])
+            if e_new is not None:
+                torch.add(e[rows], m[rows], out=e_new[rows])
             if weighted is not None:
                 torch.mul(m[rows], weight[rows], out=weighted[rows])
         agg = dgl.ops.copy_e_sum(graph, m if weighted is None else weighted)
@@ -87,7 +91,7 @@ class _EdgeUpdate(torch.autograd.Function):
         src, dst = (ids.long() for ids in graph.edges())
         grad_pre, grad_e = torch.empty_like(m), torch.empty_like(e)
         grad_weight = None if weight is None else torch.zeros_like(weight)
-        grad_w_edge, grad_b_edge = torch.zeros_like(w_edge), m.new_zeros(m.shape[1])
+        grad_w_edge = torch.zeros_like(w_edge)
         for rows in row_chunks(len(m)):
             # dL/dm = dL/de_new + w * dL/dagg[receiver]; unused outputs have no gradient.
             if grad_agg is None:
@@ -102,14 +106,15 @@ class _EdgeUpdate(torch.autograd.Function):
             g = grad_pre[rows]
             # ReLU's backward from its output (m > 0 exactly where the input was), as autograd's.
             torch.ops.aten.threshold_backward.grad_input(grad_m, m[rows], 0.0, grad_input=g)
-            torch.mm(g, w_edge, out=grad_e[rows])
-            if grad_e_new is not None:
-                grad_e[rows] += grad_e_new[rows]
+            if grad_e_new is None:
+                torch.mm(g, w_edge, out=grad_e[rows])
+            else:
+                torch.addmm(grad_e_new[rows], g, w_edge, out=grad_e[rows])
             grad_w_edge.addmm_(g.t(), e[rows])
-            grad_b_edge += g.sum(0)
         grad_s = dgl.ops.copy_e_sum(dgl.reverse(graph), grad_pre)  # sums over each sender's edges
         grad_d = dgl.ops.copy_e_sum(graph, grad_pre)
-        return None, grad_e, grad_s, grad_d, grad_weight, grad_w_edge, grad_b_edge
+        grad_b_edge = grad_d.sum(0)  # every edge has one receiver: the sum over edges, per node first
+        return None, grad_e, grad_s, grad_d, grad_weight, grad_w_edge, grad_b_edge, None
 
 
 class EdgeConcatLayer(nn.Module):
@@ -124,13 +129,19 @@ class EdgeConcatLayer(nn.Module):
         self.node = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU())
 
     def forward(
-        self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [n_atoms, dim], e [n_edges, dim], weight [n_edges, 1] or None (all ones) -> new h and e."""
+        self,
+        graph: dgl.DGLGraph,
+        h: torch.Tensor,
+        e: torch.Tensor,
+        weight: torch.Tensor | None,
+        need_edges: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """h [n_atoms, dim], e [n_edges, dim], weight [n_edges, 1] or None (all ones) -> new h and e
+        (new e None when ``need_edges`` is false and the fast path runs)."""
         if not self.fast:
             return self.plain(graph, h, e, weight)
         e_new, agg = _EdgeUpdate.apply(
-            graph, e, self.src(h), self.dst(h), weight, self.edge.weight, self.edge.bias
+            graph, e, self.src(h), self.dst(h), weight, self.edge.weight, self.edge.bias, need_edges
         )
         agg = agg * mean_in_degree_norm(graph, h.dtype)
         return h + self.node(torch.cat([h, agg], dim=1)), e_new
@@ -170,7 +181,10 @@ class GCNEdge(nn.Module):
         weight = None if eweight is None else edge_weights(graph, eweight, feat.dtype)
         h = self.node_encoder(feat)
         e = self.edge_encoder(disp)
-        for layer in self.layers:
-            h, e = layer(graph, h, e, weight)
-            h, e = self.dropout(h), self.dropout(e)
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            h, e = layer(graph, h, e, weight, need_edges=not last)  # the last edge states are never read
+            h = self.dropout(h)
+            if not last:
+                e = self.dropout(e)
         return self.decoder(h)
