@@ -89,6 +89,21 @@ def _head_columns(attn: torch.Tensor) -> torch.Tensor:
     return (attn.unsqueeze(-1) * eye.unsqueeze(1)).reshape(heads * dim, heads)
 
 
+class _Concatenated:
+    """Row chunks of ``torch.cat(tensors, 1)`` built on demand in one reused buffer (no full-size copy)."""
+
+    def __init__(self, tensors: list[torch.Tensor], chunks: list[slice]):
+        self.tensors = tensors
+        self.width = sum(t.shape[1] for t in tensors)
+        rows = chunks[0].stop if chunks else 0
+        self.buffer = tensors[0].new_empty(rows, self.width) if len(tensors) > 1 else None
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        if self.buffer is None:
+            return self.tensors[0][rows]
+        return torch.cat([t[rows] for t in self.tensors], 1, out=self.buffer[: rows.stop - rows.start])
+
+
 class _EdgeAttention(torch.autograd.Function):
     """EGATConv's edge computation fused over chunks of edges, with the edge norm and projection.
 
@@ -142,7 +157,10 @@ class _EdgeAttention(torch.autograd.Function):
         invstd = torch.rsqrt(var + eps)
         scale = gamma * invstd
         # Linear(BatchNorm(f)) = f A + c with A = diag(scale) W^T: no normalised copy of f.
-        out = torch.addmm(proj_b + (beta - mean * scale) @ proj_w.t(), f, scale.unsqueeze(1) * proj_w.t())
+        # With the residual: out = e + Linear(BatchNorm(f)).
+        out = torch.addmm(e, f, scale.unsqueeze(1) * proj_w.t()).add_(
+            proj_b + (beta - mean * scale) @ proj_w.t()
+        )
         ctx.save_for_backward(f, e, fc_w, attn, src, dst, gamma, beta, proj_w, mean, invstd)
         ctx.mark_non_differentiable(mean, var)
         return logits, out, mean, var
@@ -156,8 +174,8 @@ class _EdgeAttention(torch.autograd.Function):
         chunks = _chunk_rows(n, width)
         # Pass 1, one read of f: f^T [grad_out | grad_logits], the sums over edges of the
         # projection's and the attention vectors' gradients.
-        grads = torch.cat([grad_out, grad_logits], 1) if norm else grad_logits
-        f_t_grads = f.new_zeros(width, grads.shape[1])
+        grads = _Concatenated([grad_out, grad_logits] if norm else [grad_logits], chunks)
+        f_t_grads = f.new_zeros(width, grads.width)
         for rows in chunks:
             f_t_grads.addmm_(f[rows].t(), grads[rows])
         grad_columns = f_t_grads[:, -heads:]
@@ -197,7 +215,10 @@ class _EdgeAttention(torch.autograd.Function):
                 torch.mm(grads[rows], mat, out=grad_pre)
             # LeakyReLU's derivative from the sign of f, which is the sign of pre.
             torch.ops.aten.leaky_relu_backward.grad_input(grad_pre, fc, 0.01, False, grad_input=grad_pre)
-            torch.mm(grad_pre, fc_w, out=grad_e[rows])
+            if norm:  # the residual's gradient plus the one through W
+                torch.addmm(grad_out[rows], grad_pre, fc_w, out=grad_e[rows])
+            else:
+                torch.mm(grad_pre, fc_w, out=grad_e[rows])
             grad_w.addmm_(grad_pre.t(), e[rows])
             grad_src.index_add_(0, src[rows], grad_pre)
             grad_dst.index_add_(0, dst[rows], grad_pre)
@@ -239,9 +260,11 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         )
         total = torch.zeros_like(c1)
         gram = c1.new_zeros(len(a), len(b1), len(b1))
+        work = _Workspace(disp, chunks, len(b1), 2)
         for rows in chunks:
+            r1, _ = work.views(rows)
             for k in range(len(a)):
-                r1 = torch.addmm(c1[k], disp[rows], m1[k]).clamp_(min=0.0).sub_(shift[k])
+                torch.addmm(c1[k], disp[rows], m1[k], out=r1).clamp_(min=0.0).sub_(shift[k])
                 total[k] += r1.sum(0)
                 gram[k].addmm_(r1.t(), r1)
         mean_r = shift + total / n
@@ -255,9 +278,10 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         out = disp.new_empty(n, len(b1))
         for rows in chunks:
             acc = out[rows].zero_()
+            r1, z2 = work.views(rows)
             for k in range(len(transforms)):
-                r1 = torch.addmm(c1[k], disp[rows], m1[k]).clamp_(min=0.0)
-                acc += torch.addmm(c2[k], r1, m2[k]).clamp_(min=0.0)
+                torch.addmm(c1[k], disp[rows], m1[k], out=r1).clamp_(min=0.0)
+                acc += torch.addmm(c2[k], r1, m2[k], out=z2).clamp_(min=0.0)
         ctx.save_for_backward(
             disp,
             transforms,
@@ -286,19 +310,21 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         mean_d, cov_d, mean_xa, mean_rw, invstd1, invstd2 = rest
         n, num_t = len(disp), len(transforms)
         chunks = _encoder_chunks(n)
-        relu_grad = torch.ops.aten.threshold_backward  # ReLU's: grad where (input or output) > 0
+        relu_grad = torch.ops.aten.threshold_backward.grad_input  # ReLU's: grad where (input or output) > 0
         # Normalised pre-activations: a1_hat = disp @ p1 + q1, a2_hat = r1 @ p2 + q2.
         p1, q1 = (transforms @ w1.t()) * invstd1.unsqueeze(1), -mean_xa * invstd1
         p2, q2 = w2.t() * invstd2.unsqueeze(1), -mean_rw * invstd2
         scale1, scale2 = gamma1 * invstd1, gamma2 * invstd2
         # Pass 1: sums over edges of g2 (the gradient at layer 2's batch-norm output) and g2 * a2_hat.
         sum_g2, sum_g2a = torch.zeros_like(c2), torch.zeros_like(c2)
+        work = _Workspace(disp, chunks, len(w1), 4)
         for rows in chunks:
+            r1, g2, a_hat, _ = work.views(rows)
             for k in range(num_t):
-                r1 = torch.addmm(c1[k], disp[rows], m1[k]).clamp_(min=0.0)
-                g2 = relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k]), 0.0)
+                torch.addmm(c1[k], disp[rows], m1[k], out=r1).clamp_(min=0.0)
+                relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k], out=g2), 0.0, grad_input=g2)
                 sum_g2[k] += g2.sum(0)
-                sum_g2a[k] += torch.addmm(q2[k], r1, p2[k]).mul_(g2).sum(0)
+                sum_g2a[k] += torch.addmm(q2[k], r1, p2[k], out=a_hat).mul_(g2).sum(0)
         # Pass 2: d/d a2 = scale2 (g2 - mean(g2) - a2_hat mean(g2 a2_hat)) gives W2's gradient and,
         # through r1, the sums of layer 1's g1 (gradient at its batch-norm output), g1 * a1_hat, g1^T disp.
         slope2, offset2 = -scale2 * sum_g2a / n, -scale2 * sum_g2 / n
@@ -307,17 +333,17 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         g1_t_disp = disp.new_zeros(num_t, len(w1), 3)
         for rows in chunks:
             x = disp[rows]
+            r1, g2, grad_a2, g1 = work.views(rows)
             for k in range(num_t):
-                r1 = torch.addmm(c1[k], x, m1[k]).clamp_(min=0.0)
-                g2 = relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k]), 0.0)
-                grad_a2 = (
-                    torch.addmm(q2[k], r1, p2[k]).mul_(slope2[k]).add_(offset2[k]).addcmul_(g2, scale2[k])
-                )
+                torch.addmm(c1[k], x, m1[k], out=r1).clamp_(min=0.0)
+                relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k], out=g2), 0.0, grad_input=g2)
+                torch.addmm(q2[k], r1, p2[k], out=grad_a2).mul_(slope2[k]).add_(offset2[k])
+                grad_a2.addcmul_(g2, scale2[k])
                 grad_w2.addmm_(grad_a2.t(), r1)
                 grad_b2 += grad_a2.sum(0)
-                g1 = relu_grad(grad_a2 @ w2, r1, 0.0)
+                relu_grad(torch.mm(grad_a2, w2, out=g1), r1, 0.0, grad_input=g1)
                 sum_g1[k] += g1.sum(0)
-                a1_hat = torch.addmm(q1[k], x, p1[k])
+                a1_hat = torch.addmm(q1[k], x, p1[k], out=g2)  # g2 is no longer needed
                 sum_a1[k] += a1_hat.sum(0)
                 sum_g1a[k] += a1_hat.mul_(g1).sum(0)
                 g1_t_disp[k].addmm_(g1.t(), x)
@@ -349,9 +375,19 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         )
 
 
+class _Workspace:
+    """``count`` chunk-sized [rows, width] scratch tensors, reused: fresh ones would cost page faults."""
+
+    def __init__(self, like: torch.Tensor, chunks: list[slice], width: int, count: int):
+        self.buffers = like.new_empty(count, chunks[0].stop if chunks else 0, width)
+
+    def views(self, rows: slice) -> list[torch.Tensor]:
+        return list(self.buffers[:, : rows.stop - rows.start])
+
+
 def _encoder_chunks(n: int) -> list[slice]:
-    """Row slices for the [n_edges, hidden_dim] temporaries of :class:`_SymmetrisedEncoder` (1 MiB each)."""
-    return row_chunks(n, max(1, common.EDGE_CHUNK // 8))
+    """Row slices for the [n_edges, hidden_dim] temporaries of :class:`_SymmetrisedEncoder` (4 MiB each)."""
+    return row_chunks(n, max(1, common.EDGE_CHUNK // 2))
 
 
 def released_transforms() -> torch.Tensor:
@@ -419,12 +455,17 @@ class _Edges:
         """``nn.functional.dropout`` of the edge tensor ``e`` [n_edges, d] stored in this order.
 
         The mask is drawn in the original edge order, so that the same random state
-        drops the same edges as the plain path does.
+        drops the same edges as the plain path does: on CPU as torch draws it (a
+        Bernoulli(1 - p) tensor divided by 1 - p); elsewhere through torch's own
+        dropout of ones, whose fused kernels draw differently.
         """
         if p == 0.0:
             return e
-        mask = nn.functional.dropout(e.new_ones(e.shape), p, True)  # [n_edges, d]: 0 or 1 / (1 - p)
-        return e * mask[self.order]
+        if e.device.type == "cpu" and p < 1.0:
+            noise = e.new_empty(e.shape).bernoulli_(1.0 - p).div_(1.0 - p)
+        else:
+            noise = nn.functional.dropout(e.new_ones(e.shape), p, True)
+        return e * noise.index_select(0, self.order)
 
 
 class SymGNNLayer(nn.Module):
@@ -462,7 +503,7 @@ class SymGNNLayer(nn.Module):
         else:
             norm, proj = self.edge_norm, self.edge_proj
             norm_params = (norm.weight, norm.bias, proj.weight, proj.bias, norm.eps)
-        logits, e_out, mean, var = _EdgeAttention.apply(
+        logits, e_out, mean, var = _EdgeAttention.apply(  # e_out includes the residual e
             h_src, conv.fc_nj(h), e, conv.fc_fij.weight, conv.attn, edges.src, edges.dst, *norm_params
         )
         if not self.last:
@@ -472,7 +513,7 @@ class SymGNNLayer(nn.Module):
         nh = dgl.ops.u_mul_e_sum(edges.graph, conv.fc_node_src(h).view(-1, heads, dim), attention)
         if self.last:
             return h + self.node_proj(self.node_norm(nh.mean(1))), e
-        return h + self.node_proj(self.node_norm(nh.flatten(1))), e + e_out
+        return h + self.node_proj(self.node_norm(nh.flatten(1))), e_out
 
     def plain(
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
