@@ -455,17 +455,41 @@ class _Edges:
         """``nn.functional.dropout`` of the edge tensor ``e`` [n_edges, d] stored in this order.
 
         The mask is drawn in the original edge order, so that the same random state
-        drops the same edges as the plain path does: on CPU as torch draws it (a
-        Bernoulli(1 - p) tensor divided by 1 - p); elsewhere through torch's own
+        drops the same edges as the plain path does. On CPU torch's dropout draws a
+        Bernoulli(1 - p) tensor, whose values do not depend on its dtype: drawn as int32
+        (torch's own intermediate) and applied chunk by chunk. Elsewhere through torch's own
         dropout of ones, whose fused kernels draw differently.
         """
         if p == 0.0:
             return e
         if e.device.type == "cpu" and p < 1.0:
-            noise = e.new_empty(e.shape).bernoulli_(1.0 - p).div_(1.0 - p)
-        else:
-            noise = nn.functional.dropout(e.new_ones(e.shape), p, True)
-        return e * noise.index_select(0, self.order)
+            keep = torch.empty(e.shape, dtype=torch.int32).bernoulli_(1.0 - p)
+            return _KeepRows.apply(e, keep, self.order, e.new_ones(()).div_(1.0 - p))
+        return e * nn.functional.dropout(e.new_ones(e.shape), p, True).index_select(0, self.order)
+
+
+class _KeepRows(torch.autograd.Function):
+    """x * keep[order] * scale [n_edges, d], chunk by chunk: dropout with a mask in another row order."""
+
+    @staticmethod
+    def forward(ctx, x, keep, order, scale):
+        ctx.save_for_backward(keep, order, scale)
+        return _KeepRows.apply_mask(x, keep, order, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _KeepRows.apply_mask(grad, *ctx.saved_tensors), None, None, None
+
+    @staticmethod
+    def apply_mask(x, keep, order, scale):
+        out = torch.empty_like(x)
+        chunks = row_chunks(len(x))
+        gathered = keep.new_empty(chunks[0].stop if chunks else 0, keep.shape[1])
+        for rows in chunks:
+            mask = torch.index_select(keep, 0, order[rows], out=gathered[: rows.stop - rows.start])
+            # (x * keep) * scale: the same products as torch's x * (keep / (1 - p)), keep being 0 or 1.
+            torch.mul(x[rows], mask, out=out[rows]).mul_(scale)
+        return out
 
 
 class SymGNNLayer(nn.Module):
