@@ -131,6 +131,7 @@ class _EdgeAttention(torch.autograd.Function):
         chunks = _chunk_rows(n, width)
         # One chunk of scratch space, reused: fresh chunk-sized temporaries cost page faults.
         work = h_src.new_empty(chunks[0].stop if chunks else 0, width)
+        ones = h_src.new_ones(len(work))
         norm = gamma is not None
         total = squares = shift = None
         for rows in chunks:
@@ -146,8 +147,8 @@ class _EdgeAttention(torch.autograd.Function):
                     shift = fc.mean(0)
                     total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
                 torch.sub(fc, shift, out=buf)
-                total += buf.sum(0)
-                squares += buf.mul_(buf).sum(0)
+                total += ones[: len(buf)] @ buf  # column sums as matrix-vector products (faster)
+                squares += ones[: len(buf)] @ buf.mul_(buf)
         ctx.num_nodes = len(h_src)
         if not norm:
             ctx.save_for_backward(f, e, fc_w, attn, src, dst)
@@ -261,11 +262,12 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         total = torch.zeros_like(c1)
         gram = c1.new_zeros(len(a), len(b1), len(b1))
         work = _Workspace(disp, chunks, len(b1), 2)
+        ones = disp.new_ones(chunks[0].stop if chunks else 0)  # column sums as matrix-vector products
         for rows in chunks:
             r1, _ = work.views(rows)
             for k in range(len(a)):
                 torch.addmm(c1[k], disp[rows], m1[k], out=r1).clamp_(min=0.0).sub_(shift[k])
-                total[k] += r1.sum(0)
+                total[k] += ones[: len(r1)] @ r1
                 gram[k].addmm_(r1.t(), r1)
         mean_r = shift + total / n
         cov_r = gram / n - (total / n).unsqueeze(2) * (total / n).unsqueeze(1)  # [T, d, d]
@@ -296,6 +298,7 @@ class _SymmetrisedEncoder(torch.autograd.Function):
             mean_d,
             cov_d,
             mean_xa,
+            mean_r,
             mean_rw,
             invstd1,
             invstd2,
@@ -307,7 +310,7 @@ class _SymmetrisedEncoder(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_stats):
         disp, transforms, w1, w2, gamma1, gamma2, m1, c1, m2, c2, *rest = ctx.saved_tensors
-        mean_d, cov_d, mean_xa, mean_rw, invstd1, invstd2 = rest
+        mean_d, cov_d, mean_xa, mean_r, mean_rw, invstd1, invstd2 = rest
         n, num_t = len(disp), len(transforms)
         chunks = _encoder_chunks(n)
         relu_grad = torch.ops.aten.threshold_backward.grad_input  # ReLU's: grad where (input or output) > 0
@@ -315,59 +318,62 @@ class _SymmetrisedEncoder(torch.autograd.Function):
         p1, q1 = (transforms @ w1.t()) * invstd1.unsqueeze(1), -mean_xa * invstd1
         p2, q2 = w2.t() * invstd2.unsqueeze(1), -mean_rw * invstd2
         scale1, scale2 = gamma1 * invstd1, gamma2 * invstd2
-        # Pass 1: sums over edges of g2 (the gradient at layer 2's batch-norm output) and g2 * a2_hat.
-        sum_g2, sum_g2a = torch.zeros_like(c2), torch.zeros_like(c2)
         work = _Workspace(disp, chunks, len(w1), 4)
+        ones = disp.new_ones(chunks[0].stop if chunks else 0)  # column sums as matrix-vector products
+        # Pass 1: sums over edges of g2 (the gradient at layer 2's batch-norm output) and r1^T g2,
+        # which give sum(g2 * a2_hat) = sum_i p2[i] (r1^T g2)[i] + q2 sum(g2).
+        sum_g2, r1_t_g2 = torch.zeros_like(c2), torch.zeros_like(m2)
         for rows in chunks:
-            r1, g2, a_hat, _ = work.views(rows)
+            r1, g2, _, _ = work.views(rows)
             for k in range(num_t):
                 torch.addmm(c1[k], disp[rows], m1[k], out=r1).clamp_(min=0.0)
                 relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k], out=g2), 0.0, grad_input=g2)
-                sum_g2[k] += g2.sum(0)
-                sum_g2a[k] += torch.addmm(q2[k], r1, p2[k], out=a_hat).mul_(g2).sum(0)
-        # Pass 2: d/d a2 = scale2 (g2 - mean(g2) - a2_hat mean(g2 a2_hat)) gives W2's gradient and,
-        # through r1, the sums of layer 1's g1 (gradient at its batch-norm output), g1 * a1_hat, g1^T disp.
-        slope2, offset2 = -scale2 * sum_g2a / n, -scale2 * sum_g2 / n
-        grad_w2, grad_b2 = torch.zeros_like(w2), torch.zeros_like(c2[0])
-        sum_g1, sum_g1a, sum_a1 = torch.zeros_like(c1), torch.zeros_like(c1), torch.zeros_like(c1)
-        g1_t_disp = disp.new_zeros(num_t, len(w1), 3)
+                sum_g2[k] += ones[: len(g2)] @ g2
+                r1_t_g2[k].addmm_(r1.t(), g2)
+        sum_g2a = (p2 * r1_t_g2).sum(1) + q2 * sum_g2
+        # Pass 2: d/d a2 = scale2 (g2 - mean(g2) - a2_hat mean(g2 a2_hat)) = r1 @ p2s + offset2 + scale2 g2
+        # gives W2's gradient and, through r1, layer 1's g1 (the gradient at its batch-norm output):
+        # sum(g1) and disp^T g1.
+        slope2 = -scale2 * sum_g2a / n
+        offset2 = q2 * slope2 - scale2 * sum_g2 / n
+        p2s = p2 * slope2.unsqueeze(1)
+        grad_w2, sum_g1 = torch.zeros_like(w2), torch.zeros_like(c1)
+        disp_t_g1 = disp.new_zeros(num_t, 3, len(w1))
         for rows in chunks:
             x = disp[rows]
             r1, g2, grad_a2, g1 = work.views(rows)
             for k in range(num_t):
                 torch.addmm(c1[k], x, m1[k], out=r1).clamp_(min=0.0)
                 relu_grad(grad_out[rows], torch.addmm(c2[k], r1, m2[k], out=g2), 0.0, grad_input=g2)
-                torch.addmm(q2[k], r1, p2[k], out=grad_a2).mul_(slope2[k]).add_(offset2[k])
-                grad_a2.addcmul_(g2, scale2[k])
+                torch.addmm(offset2[k], r1, p2s[k], out=grad_a2).addcmul_(g2, scale2[k])
                 grad_w2.addmm_(grad_a2.t(), r1)
-                grad_b2 += grad_a2.sum(0)
                 relu_grad(torch.mm(grad_a2, w2, out=g1), r1, 0.0, grad_input=g1)
-                sum_g1[k] += g1.sum(0)
-                a1_hat = torch.addmm(q1[k], x, p1[k], out=g2)  # g2 is no longer needed
-                sum_a1[k] += a1_hat.sum(0)
-                sum_g1a[k] += a1_hat.mul_(g1).sum(0)
-                g1_t_disp[k].addmm_(g1.t(), x)
+                sum_g1[k] += ones[: len(g1)] @ g1
+                disp_t_g1[k].addmm_(x.t(), g1)
+        sum_g1a = (p1 * disp_t_g1).sum(1) + q1 * sum_g1
         # W1 from sums only: with x = disp t, d/d a1 = scale1 (g1 - mean(g1) - a1_hat mean(g1 a1_hat)) and
         # a1_hat^T x / n = invstd1 W1 cov(x).
         mean_x = mean_d @ transforms  # [T, 3]
         cov_x = transforms.transpose(1, 2) @ cov_d @ transforms  # [T, 3, 3]
         grad_w1 = scale1.unsqueeze(2) * (
-            g1_t_disp @ transforms
+            disp_t_g1.transpose(1, 2) @ transforms
             - sum_g1.unsqueeze(2) * mean_x.unsqueeze(1)
             - (sum_g1a * invstd1).unsqueeze(2) * (w1 @ cov_x)
         )
-        # The biases before a batch norm: zero up to rounding (the norm subtracts them again),
-        # summed over edges as autograd does.
-        grad_b1 = (scale1 * (sum_g1 - n * (sum_g1 / n) - sum_a1 * (sum_g1a / n))).sum(0)
+        # The biases before a batch norm: zero up to rounding (the norm subtracts them again); these
+        # are the sums over edges of d/d a1 and d/d a2, from the sums above.
+        sum_a1_hat = n * (mean_d @ p1 + q1)
+        grad_b1 = scale1 * (sum_g1 - n * (sum_g1 / n) - sum_a1_hat * (sum_g1a / n))
+        grad_b2 = n * (torch.einsum("ti,tij->tj", mean_r, p2s) + offset2) + scale2 * sum_g2
         return (
             None,
             None,
             grad_w1.sum(0),
-            grad_b1,
+            grad_b1.sum(0),
             sum_g1a.sum(0),
             sum_g1.sum(0),
             grad_w2,
-            grad_b2,
+            grad_b2.sum(0),
             sum_g2a.sum(0),
             sum_g2.sum(0),
             None,
@@ -469,27 +475,31 @@ class _Edges:
 
 
 class _KeepRows(torch.autograd.Function):
-    """x * keep[order] * scale [n_edges, d], chunk by chunk: dropout with a mask in another row order."""
+    """x * keep[order] * scale [n_edges, d], chunk by chunk: dropout with a mask drawn in another row order.
+
+    The mask is gathered once (random access) and kept in this order as bytes for the backward.
+    """
 
     @staticmethod
     def forward(ctx, x, keep, order, scale):
-        ctx.save_for_backward(keep, order, scale)
-        return _KeepRows.apply_mask(x, keep, order, scale)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _KeepRows.apply_mask(grad, *ctx.saved_tensors), None, None, None
-
-    @staticmethod
-    def apply_mask(x, keep, order, scale):
         out = torch.empty_like(x)
+        mask = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
         chunks = row_chunks(len(x))
         gathered = keep.new_empty(chunks[0].stop if chunks else 0, keep.shape[1])
         for rows in chunks:
-            mask = torch.index_select(keep, 0, order[rows], out=gathered[: rows.stop - rows.start])
+            mask[rows] = torch.index_select(keep, 0, order[rows], out=gathered[: rows.stop - rows.start])
             # (x * keep) * scale: the same products as torch's x * (keep / (1 - p)), keep being 0 or 1.
-            torch.mul(x[rows], mask, out=out[rows]).mul_(scale)
+            torch.mul(x[rows], mask[rows], out=out[rows]).mul_(scale)
+        ctx.save_for_backward(mask, scale)
         return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        mask, scale = ctx.saved_tensors
+        out = torch.empty_like(grad)
+        for rows in row_chunks(len(grad)):
+            torch.mul(grad[rows], mask[rows], out=out[rows]).mul_(scale)
+        return out, None, None, None
 
 
 class SymGNNLayer(nn.Module):
