@@ -18,9 +18,10 @@ rotation invariant (``invariance = "none"``).
 
 Two ways to compute the same thing (``fast``, tested equal in values and gradients): the
 plain path, :meth:`EdgeConcatLayer.plain`, in autograd ops with DGL's message passing, and
-the fast one (default), :class:`_EdgeUpdate`, which runs the edge update over chunks of
-edges that stay in cache. The model is memory-bound: autograd makes about twenty passes
-over [n_edges, hidden_dim] tensors per layer, the chunked update about ten.
+the fast one (default), :class:`_EdgeEncoder` and :class:`_EdgeUpdate`, which run the
+edge encoder and each layer's edge update over chunks of edges that stay in cache. The
+model is memory-bound: autograd makes about twenty passes over [n_edges, hidden_dim]
+tensors per layer, the chunked update about ten.
 """
 
 from __future__ import annotations
@@ -49,6 +50,41 @@ class GCNEdgeConfig(ModelConfig):
     num_layers: int = 4
     dropout: float = 0.0
     fast: bool = True
+
+
+class _EdgeEncoder(torch.autograd.Function):
+    """e0 = ReLU(ReLU(disp W1^T + b1) W2^T + b2) over chunks of edges, with a hand-written backward.
+
+    Equals the edge encoder ``mlp([3, d, d], last_activation=True)`` of the plain path.
+    Autograd keeps four [n_edges, d] tensors and makes about a dozen passes over them;
+    here only e0 is kept and the hidden layer is recomputed from the 3 displacement
+    components in the backward pass, chunk by chunk while the chunk is in cache. No
+    gradient flows to ``disp`` (the caller takes the plain path when it needs one).
+    """
+
+    @staticmethod
+    def forward(ctx, disp, w1, b1, w2, b2):
+        e0 = disp.new_empty(len(disp), w2.shape[0])
+        for rows in row_chunks(len(disp)):
+            hidden = torch.addmm(b1, disp[rows], w1.t()).clamp_min_(0.0)
+            torch.addmm(b2, hidden, w2.t(), out=e0[rows]).clamp_min_(0.0)
+        ctx.save_for_backward(disp, e0, w1, b1, w2)
+        return e0
+
+    @staticmethod
+    def backward(ctx, grad_e0):
+        disp, e0, w1, b1, w2 = ctx.saved_tensors
+        grad_w1, grad_b1 = torch.zeros_like(w1), torch.zeros_like(b1)
+        grad_w2, grad_b2 = torch.zeros_like(w2), w2.new_zeros(w2.shape[0])
+        for rows in row_chunks(len(disp)):
+            hidden = torch.addmm(b1, disp[rows], w1.t()).clamp_min_(0.0)
+            g2 = torch.ops.aten.threshold_backward(grad_e0[rows], e0[rows], 0.0)  # ReLU from its output
+            grad_w2.addmm_(g2.t(), hidden)
+            grad_b2 += g2.sum(0)
+            g1 = torch.ops.aten.threshold_backward(g2 @ w2, hidden, 0.0)
+            grad_w1.addmm_(g1.t(), disp[rows])
+            grad_b1 += g1.sum(0)
+        return None, grad_w1, grad_b1, grad_w2, grad_b2
 
 
 class _EdgeUpdate(torch.autograd.Function):
@@ -170,6 +206,7 @@ class GCNEdge(nn.Module):
         d = config.hidden_dim
         self.node_encoder = mlp([config.in_dim, d, d], last_activation=True)
         self.edge_encoder = mlp([3, d, d], last_activation=True)
+        self.fast = config.fast
         self.layers = nn.ModuleList(EdgeConcatLayer(d, config.fast) for _ in range(config.num_layers))
         self.dropout = nn.Dropout(config.dropout)
         self.decoder = mlp([d, d, d, config.out_dim])
@@ -180,7 +217,11 @@ class GCNEdge(nn.Module):
         disp, _ = edge_geometry(graph, feat.dtype)
         weight = None if eweight is None else edge_weights(graph, eweight, feat.dtype)
         h = self.node_encoder(feat)
-        e = self.edge_encoder(disp)
+        if self.fast and not disp.requires_grad:
+            first, _, second, _ = self.edge_encoder
+            e = _EdgeEncoder.apply(disp, first.weight, first.bias, second.weight, second.bias)
+        else:
+            e = self.edge_encoder(disp)
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
             h, e = layer(graph, h, e, weight, need_edges=not last)  # the last edge states are never read
