@@ -88,10 +88,11 @@ class _EdgeEncoder(torch.autograd.Function):
 
 
 class _EdgeUpdate(torch.autograd.Function):
-    """m_ij = ReLU(e_ij W^T + b + s_j + d_i) -> (e_ij + m_ij, sum_j w_ij m_ij), with a hand-written backward.
+    """m_ij = ReLU(e_ij W^T + s_j + d_i) -> (e_ij + m_ij, sum_j w_ij m_ij), with a hand-written backward.
 
-    Equals the edge part of :meth:`EdgeConcatLayer.plain` (s = W_src h and d = W_dst h are
-    per-node products, gathered here for sender j and receiver i). The whole update of a
+    Equals the edge part of :meth:`EdgeConcatLayer.plain` (s = W_src h and d = W_dst h + b
+    are per-node products, the edge bias folded into d, gathered here for sender j and
+    receiver i). The whole update of a
     chunk of edges (gathers, product, activation, residual and, in the backward pass, the
     gradients of all of them) is done while the chunk is in cache; autograd would make a
     pass over memory per operation. Only m is kept for the backward pass, as autograd would.
@@ -101,13 +102,13 @@ class _EdgeUpdate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, graph, e, s, d, weight, w_edge, b_edge, need_edges):
+    def forward(ctx, graph, e, s, d, weight, w_edge, need_edges):
         src, dst = (ids.long() for ids in graph.edges())
         m = torch.empty_like(e)
         e_new = torch.empty_like(e) if need_edges else None
         weighted = None if weight is None else torch.empty_like(e)
         for rows in row_chunks(len(e)):
-            pre = torch.addmm(b_edge, e[rows], w_edge.t())
+            pre = torch.mm(e[rows], w_edge.t())
             pre += s.index_select(0, src[rows])
             pre += d.index_select(0, dst[rows])
             torch.clamp_min(pre, 0.0, out=m[rows])
@@ -149,8 +150,7 @@ class _EdgeUpdate(torch.autograd.Function):
             grad_w_edge.addmm_(g.t(), e[rows])
         grad_s = dgl.ops.copy_e_sum(dgl.reverse(graph), grad_pre)  # sums over each sender's edges
         grad_d = dgl.ops.copy_e_sum(graph, grad_pre)
-        grad_b_edge = grad_d.sum(0)  # every edge has one receiver: the sum over edges, per node first
-        return None, grad_e, grad_s, grad_d, grad_weight, grad_w_edge, grad_b_edge, None
+        return None, grad_e, grad_s, grad_d, grad_weight, grad_w_edge, None
 
 
 class EdgeConcatLayer(nn.Module):
@@ -177,7 +177,7 @@ class EdgeConcatLayer(nn.Module):
         if not self.fast:
             return self.plain(graph, h, e, weight)
         e_new, agg = _EdgeUpdate.apply(
-            graph, e, self.src(h), self.dst(h), weight, self.edge.weight, self.edge.bias, need_edges
+            graph, e, self.src(h), self.dst(h) + self.edge.bias, weight, self.edge.weight, need_edges
         )
         agg = agg * mean_in_degree_norm(graph, h.dtype)
         return h + self.node(torch.cat([h, agg], dim=1)), e_new
