@@ -461,8 +461,8 @@ class _Edges:
         sorted_graph = dgl.graph(("csc", (indptr, src, src.new_empty(0))), num_nodes=graph.num_nodes())
         return cls(sorted_graph, src, dst, order)
 
-    def dropout(self, e: torch.Tensor, p: float) -> torch.Tensor:
-        """``nn.functional.dropout`` of the edge tensor ``e`` [n_edges, d] stored in this order.
+    def dropout_(self, e: torch.Tensor, p: float) -> torch.Tensor:
+        """``nn.functional.dropout`` of the edge tensor ``e`` [n_edges, d] stored in this order, in place.
 
         The mask is drawn in the original edge order, so that the same random state
         drops the same edges as the plain path does. On CPU torch's dropout draws a
@@ -475,11 +475,12 @@ class _Edges:
         if e.device.type == "cpu" and p < 1.0:
             keep = torch.empty(e.shape, dtype=torch.int32).bernoulli_(1.0 - p)
             return _KeepRows.apply(e, keep, self.order, e.new_ones(()).div_(1.0 - p))
-        return e * nn.functional.dropout(e.new_ones(e.shape), p, True).index_select(0, self.order)
+        return e.mul_(nn.functional.dropout(e.new_ones(e.shape), p, True).index_select(0, self.order))
 
 
 class _KeepRows(torch.autograd.Function):
-    """x * (keep[order] * scale) [n_edges, d], chunk by chunk: dropout with a mask drawn in another row order.
+    """x * (keep[order] * scale) [n_edges, d] in x's storage, chunk by chunk: dropout with a mask drawn in
+    another row order, for an ``x`` that nothing else reads.
 
     The mask is gathered once (random access) and kept in this order as bytes for the backward.
     """
@@ -492,16 +493,19 @@ class _KeepRows(torch.autograd.Function):
         for rows in chunks:
             mask[rows] = torch.index_select(keep, 0, order[rows], out=gathered[: rows.stop - rows.start])
         ctx.save_for_backward(mask, scale)
-        return _KeepRows.times_mask(x, mask, scale)
+        ctx.mark_dirty(x)
+        return _KeepRows.times_mask(x, mask, scale, out=x)
 
     @staticmethod
     def backward(ctx, grad):
-        return _KeepRows.times_mask(grad, *ctx.saved_tensors), None, None, None
+        mask, scale = ctx.saved_tensors
+        return _KeepRows.times_mask(grad, mask, scale, out=torch.empty_like(grad)), None, None, None
 
     @staticmethod
-    def times_mask(x: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """x * (mask * scale), as torch's dropout multiplies by its noise keep / (1 - p)."""
-        out = torch.empty_like(x)
+    def times_mask(
+        x: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor, out: torch.Tensor
+    ) -> torch.Tensor:
+        """x * (mask * scale) into ``out``, as torch's dropout multiplies by its noise keep / (1 - p)."""
         chunks = row_chunks(len(x))
         noise = x.new_empty(chunks[0].stop if chunks else 0, x.shape[1])
         for rows in chunks:
@@ -689,5 +693,5 @@ class SymGNN(nn.Module):
             h, e = layer.lean(edges, h, e, weight)
             h = self.dropout(h)
             if not layer.last:
-                e = edges.dropout(e, self.dropout.p)
+                e = edges.dropout_(e, self.dropout.p)  # e is the layer's fresh output
         return self.decoder(h)
