@@ -89,24 +89,19 @@ def _head_columns(attn: torch.Tensor) -> torch.Tensor:
     return (attn.unsqueeze(-1) * eye.unsqueeze(1)).reshape(heads * dim, heads)
 
 
-class _WithOnes:
-    """Row chunks of ``[t_1 | t_2 | ... | 1]`` (the tensors side by side and a column of ones), built on
-    demand in one reused buffer: no full-size copy, and ``chunk @ [M; b]`` is ``addmm(b, ...)`` without
-    the bias copy."""
+class _Concatenated:
+    """Row chunks of ``torch.cat(tensors, 1)`` built on demand in one reused buffer (no full-size copy)."""
 
     def __init__(self, tensors: list[torch.Tensor], chunks: list[slice]):
         self.tensors = tensors
-        self.buffer = tensors[0].new_ones(
-            chunks[0].stop if chunks else 0, sum(t.shape[1] for t in tensors) + 1
-        )
+        self.width = sum(t.shape[1] for t in tensors)
+        rows = chunks[0].stop if chunks else 0
+        self.buffer = tensors[0].new_empty(rows, self.width) if len(tensors) > 1 else None
 
     def __getitem__(self, rows: slice) -> torch.Tensor:
-        block = self.buffer[: rows.stop - rows.start]
-        start = 0
-        for t in self.tensors:
-            block[:, start : start + t.shape[1]].copy_(t[rows])
-            start += t.shape[1]
-        return block
+        if self.buffer is None:
+            return self.tensors[0][rows]
+        return torch.cat([t[rows] for t in self.tensors], 1, out=self.buffer[: rows.stop - rows.start])
 
 
 class _EdgeAttention(torch.autograd.Function):
@@ -178,13 +173,13 @@ class _EdgeAttention(torch.autograd.Function):
         heads = attn.shape[1]
         columns = _head_columns(attn[0])
         chunks = _chunk_rows(n, width)
-        # Pass 1, one read of f: f^T [grad_out | grad_logits | 1], the sums over edges of the
+        # Pass 1, one read of f: f^T [grad_out | grad_logits], the sums over edges of the
         # projection's and the attention vectors' gradients.
-        grads = _WithOnes([grad_out, grad_logits] if norm else [grad_logits], chunks)
-        f_t_grads = f.new_zeros(width, grads.buffer.shape[1])
+        grads = _Concatenated([grad_out, grad_logits] if norm else [grad_logits], chunks)
+        f_t_grads = f.new_zeros(width, grads.width)
         for rows in chunks:
             f_t_grads.addmm_(f[rows].t(), grads[rows])
-        grad_columns = f_t_grads[:, -1 - heads : -1]
+        grad_columns = f_t_grads[:, -heads:]
         grad_attn = torch.diagonal(grad_columns.view(heads, -1, heads), dim1=0, dim2=2).t().unsqueeze(0)
         if norm:
             gamma, beta, proj_w, mean, invstd = norm
@@ -199,14 +194,14 @@ class _EdgeAttention(torch.autograd.Function):
             grad_gamma = (proj_w * fhat_t_grad_out.t()).sum(0)
             grad_proj_w = fhat_t_grad_out.t() * gamma + torch.outer(grad_proj_b, beta)
             grads_norm = (grad_gamma, grad_beta, grad_proj_w, grad_proj_b)
-            # d/df = [grad_out | grad_logits | 1] @ mat + f * slope, chunk by chunk.
+            # d/df = [grad_out | grad_logits] @ mat + f * slope + offset, chunk by chunk.
             scale = gamma * invstd
+            mat = torch.cat([proj_w * scale, columns.t()])
             slope = -scale * invstd * grad_gamma / n
             offset = -scale * grad_beta / n - mean * slope
-            mat = torch.cat([proj_w * scale, columns.t(), offset.unsqueeze(0)])
         else:
             grads_norm = (None,) * 4
-            mat = torch.cat([columns.t(), torch.zeros_like(columns[:, 0]).unsqueeze(0)])
+            mat = columns.t()
         # Pass 2: d/d pre chunk by chunk, sent on to e, W and (scattered) the two node inputs.
         grad_e = torch.empty_like(e)
         grad_w = torch.zeros_like(fc_w)
@@ -215,9 +210,10 @@ class _EdgeAttention(torch.autograd.Function):
         work = f.new_empty(chunks[0].stop if chunks else 0, width)
         for rows in chunks:
             fc, grad_pre = f[rows], work[: rows.stop - rows.start]
-            torch.mm(grads[rows], mat, out=grad_pre)
             if norm:
-                grad_pre.addcmul_(fc, slope)
+                torch.addmm(offset, grads[rows], mat, out=grad_pre).addcmul_(fc, slope)
+            else:
+                torch.mm(grads[rows], mat, out=grad_pre)
             # LeakyReLU's derivative from the sign of f, which is the sign of pre.
             torch.ops.aten.leaky_relu_backward.grad_input(grad_pre, fc, 0.01, False, grad_input=grad_pre)
             if norm:  # the residual's gradient plus the one through W
