@@ -13,13 +13,17 @@ with Graph Neural Networks", ICML 2024 (repository haoyuli02/SymGNN).
 ``edge_weight``), so it scales every message into every node. ``EGATConv``
 refuses graphs with a particle that has no incoming edge.
 
-In training mode the layers take a memory-lean path by default (``fast``; tested equal
-to ``EGATConv`` in values and gradients): :class:`_EdgeAttentionNorm` computes the
-attention logits and the batch-normalised edge projection from the [n_edges,
-heads x hidden_dim] pre-activation and keeps only that for the backward pass, where
-autograd would keep three such tensors (1.6 GB each in the first layer on a full batch
-of six 8000-atom CuZr graphs), and the symmetrised edge encoder is recomputed in the
-backward pass instead of keeping its activations. ``fast: false`` runs the plain path.
+In training mode the model takes a fast, memory-lean path by default (``fast``; tested
+equal to the plain path in values, gradients and running statistics, float64 included):
+the edges are processed sorted by destination (DGL's in-edge order, so that chunks of
+edges gather from nearby rows), :class:`_SymmetrisedEncoder` computes the summed edge
+encodings in chunks without keeping activations, and each layer's :class:`_EdgeAttention`
+builds EGATConv's [n_edges, heads x hidden_dim] activation chunk by chunk (gather,
+linear, LeakyReLU, batch-norm statistics in one pass while the chunk is in cache) and
+keeps only it for the backward pass, where autograd would keep three such tensors (1.6 GB
+each in the first layer on a full batch of six 8000-atom CuZr graphs). Edge dropout
+draws its masks in the original edge order, as the plain path does. ``fast: false`` runs
+the plain path (DGL's ``EGATConv``), which evaluation mode always uses.
 
 The transform set (``transforms``) decides what invariance the model has:
 
@@ -65,7 +69,7 @@ class SymGNNConfig(ModelConfig):
     transforms: transform set of the symmetrisation module: released, cubic or random.
     num_random: number K of rotations for ``transforms: random``.
     random_seed: seed of the fixed evaluation rotations for ``transforms: random``.
-    fast: memory-lean training path (same results as the plain ``EGATConv`` path, which ``false`` runs).
+    fast: fast, memory-lean training path (same results as the plain ``EGATConv`` path, which ``false`` runs).
     """
 
     hidden_dim: int = 32
@@ -109,8 +113,8 @@ class _EdgeAttention(torch.autograd.Function):
 
     pre = h_src[src] + h_dst[dst] + e W^T [n_edges, H*D] (``h_src`` carries EGATConv's bias),
     f = LeakyReLU(pre), attention logits (f * attn).sum(-1) [n_edges, H] and, when a batch
-    norm is given, the edge output Linear(BatchNorm(f)) [n_edges, D] with batch statistics
-    (training mode). Same operations as ``EGATConv`` followed by :class:`SymGNNLayer`'s edge
+    norm is given, the updated edge state e + Linear(BatchNorm(f)) [n_edges, D] with batch
+    statistics (training mode). Same operations as ``EGATConv`` followed by :class:`SymGNNLayer`'s edge
     norm and projection, re-grouped so that each chunk of edges is built, activated and
     reduced while it is in cache: the forward writes f once and reads it once more (for the
     projection), the backward reads it twice (batch-norm sums, then the gradient chunk by
