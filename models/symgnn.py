@@ -154,6 +154,7 @@ class _EdgeAttention(torch.autograd.Function):
                 total += ones[: len(buf)] @ buf  # column sums as matrix-vector products (faster)
                 squares += ones[: len(buf)] @ buf.mul_(buf)
         ctx.num_nodes = len(h_src)
+        ctx.f_consumed = False
         if not norm:
             ctx.save_for_backward(f, e, fc_w, attn, src, dst)
             return logits, None, None, None
@@ -172,6 +173,9 @@ class _EdgeAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logits, grad_out, _grad_mean, _grad_var):
+        if ctx.f_consumed:
+            raise RuntimeError("symgnn's fast path supports one backward pass (no retain_graph)")
+        ctx.f_consumed = True
         f, e, fc_w, attn, src, dst, *norm = ctx.saved_tensors
         n, width = f.shape
         heads = attn.shape[1]
@@ -207,7 +211,9 @@ class _EdgeAttention(torch.autograd.Function):
             grads_norm = (None,) * 4
             mat = columns.t()
         # Pass 2: d/d pre chunk by chunk, sent on to e, W and (scattered) the two node inputs.
-        grad_e = torch.empty_like(e)
+        # e's gradient goes into f's storage (a fresh tensor would cost page faults): its rows
+        # 0..r end before f's row r + 1 starts (width >= d), and each chunk of f is read first.
+        grad_e = f.view(-1)[: e.numel()].view_as(e)
         grad_w = torch.zeros_like(fc_w)
         grad_src = f.new_zeros(ctx.num_nodes, width)
         grad_dst = f.new_zeros(ctx.num_nodes, width)

@@ -122,3 +122,12 @@ def test_deep_fast_model_equals_plain_model(dtype, case):
         grads = [eweight.grad, x.grad, *[p.grad for p in model.parameters()]]
         results.append([out, *grads, *model.state_dict().values()])
     _assert_close_lists(results[0], results[1], dtype)
+
+
+def test_second_backward_through_the_fast_path_is_a_clear_error():
+    graph, feat = synthetic(seed=8)
+    model = small_model("symgnn", 3).train()
+    loss = model(graph, feat).square().sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        loss.backward()
