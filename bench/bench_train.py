@@ -4,7 +4,7 @@ Protocol (SymGNN, Li et al. ICML 2024): train on train0-5, validate on train6 (8
 each), 5 Å cutoff with self-pairs, full batch (6 graphs per step), each model with its
 section of train.conf.yaml. Prints figures; never run as a test.
 
-    python bench/bench_train.py --mode speed                     # s/epoch and peak memory
+    python bench/bench_train.py --mode speed [--plain]           # s/epoch and peak memory
     python bench/bench_train.py --mode budget --budget_min 20    # val Pearson after 20 CPU minutes
 
 ``speed_rows(quick)`` gives issue 12's target-4 rows (symgnn, schnet, gcn_edge against the
@@ -66,10 +66,13 @@ def _config(model: str, dataset: Path, batch_size: int, **extra) -> dict:
     return resolve(given, REPO / "train.conf.yaml")
 
 
-def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graphs: int = 0) -> dict:
+def speed_one(
+    model: str, dataset: Path, epochs: int, batch_size: int, max_graphs: int = 0, plain: bool = False
+) -> dict:
     """Seconds per training epoch and peak RSS of ``model`` (run in a fresh process).
 
-    ``max_graphs`` > 0 trains on the first that many training graphs only. The process
+    ``max_graphs`` > 0 trains on the first that many training graphs only; ``plain`` runs
+    the model's plain path (``fast: false``, for models that have the key). The process
     CPU time per epoch (all threads) is reported too: on a shared machine it moves much
     less with the load than the wall time does.
     """
@@ -90,7 +93,12 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graph
         graphs["train"] = graphs["train"][:max_graphs]
     base = _rss_gb()
     task = Task(graphs, manifest, cfg)
-    net = build_model(model, model_hparams(cfg, task.in_dim, task.out_dim))
+    hparams = model_hparams(cfg, task.in_dim, task.out_dim)
+    if plain:
+        if "fast" not in hparams:
+            raise ValueError(f"{model} has no fast path (no `fast` key): nothing to compare")
+        hparams["fast"] = False
+    net = build_model(model, hparams)
     opt, _ = make_optimizer(net, cfg)
     device = torch.device("cpu")
     start = time.perf_counter()
@@ -112,6 +120,7 @@ def speed_one(model: str, dataset: Path, epochs: int, batch_size: int, max_graph
         "peak_rss_gb": _rss_gb(),
         "rss_after_data_gb": base,
         "batch_size": batch_size,
+        "path": "plain" if plain else "default",
         "threads": torch.get_num_threads(),
     }
 
@@ -265,13 +274,20 @@ def main(argv: list[str] | None = None) -> None:
         "--output_dir", type=Path, default=Path(tempfile.gettempdir()) / "glassgnn_bench_runs"
     )
     parser.add_argument("--max_graphs", type=int, default=0, help="speed: train on the first N graphs only")
+    parser.add_argument(
+        "--plain", action="store_true", help="speed: the plain path of each model (fast: false)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model in this process
     args = parser.parse_args(argv)
     if not (args.data / "train0.pickle").exists():
         sys.exit(f"bench_train.py: {args.data} has no train0.pickle (the CuZr data is not bundled)")
     dataset = build_dataset(args.data, args.dataset_dir)
     if args.one:
-        print(json.dumps(speed_one(args.one, dataset, args.epochs, args.batch_size, args.max_graphs)))
+        print(
+            json.dumps(
+                speed_one(args.one, dataset, args.epochs, args.batch_size, args.max_graphs, args.plain)
+            )
+        )
         return
     print(f"# load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
     known = model_names()
@@ -289,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--dataset_dir",
                 str(dataset),
             ]
-            print(json.dumps(_measure_in_subprocess(model, cmd)))
+            print(json.dumps(_measure_in_subprocess(model, cmd + ["--plain"] * args.plain)))
         else:
             print(json.dumps(budget_one(model, dataset, args.budget_min, args.batch_size, args.output_dir)))
         sys.stdout.flush()
