@@ -18,7 +18,7 @@ from pathlib import Path
 
 from glassgnn import distributed
 from glassgnn.config import ConfigError, add_arguments, resolve
-from glassgnn.devices import DeviceError, flush_denormals
+from glassgnn.devices import DeviceError, flush_denormals, reuse_freed_memory
 from glassgnn.experiments import load_dataset, run_experiments
 from glassgnn.fileio import OutputExistsError
 
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = resolve(given, conf, config)
         output_dir = control["output_dir"] or str(Path("outputs") / cfg["model_name"])
         flush_denormals(cfg["flush_denormal"])  # before any parallel work: torch's threads inherit it
+        if cfg["reuse_freed_memory"] and not reuse_freed_memory():
+            print("train.py: reuse_freed_memory needs glibc's mallopt; ignored", file=sys.stderr)
         graphs, manifest = load_dataset(cfg["dataset_dir"])
         info = distributed.init(cfg["device"])
         try:

@@ -67,27 +67,36 @@ def _config(model: str, dataset: Path, batch_size: int, **extra) -> dict:
 
 
 def speed_one(
-    model: str, dataset: Path, epochs: int, batch_size: int, max_graphs: int = 0, plain: bool = False
+    model: str,
+    dataset: Path,
+    epochs: int,
+    batch_size: int,
+    max_graphs: int = 0,
+    plain: bool = False,
+    reuse_memory: bool = False,
 ) -> dict:
     """Seconds per training epoch and peak RSS of ``model`` (run in a fresh process).
 
     ``max_graphs`` > 0 trains on the first that many training graphs only; ``plain`` runs
-    the model's plain path (``fast: false``, for models that have the key). The process
+    the model's plain path (``fast: false``, for models that have the key); ``reuse_memory``
+    sets the training key ``reuse_freed_memory``. The process
     CPU time per epoch (all threads) is reported too: on a shared machine it moves much
     less with the load than the wall time does.
     """
     import torch
 
     from glassgnn.config import model_hparams
-    from glassgnn.devices import flush_denormals
+    from glassgnn.devices import flush_denormals, reuse_freed_memory
     from glassgnn.distributed import DistInfo
     from glassgnn.experiments import load_dataset
     from glassgnn.task import Task
     from glassgnn.training import make_optimizer, train_epoch
     from models.models import build_model
 
-    cfg = _config(model, dataset, batch_size)
+    cfg = _config(model, dataset, batch_size, reuse_freed_memory=reuse_memory)
     flush_denormals(cfg["flush_denormal"])  # as train.py does, before torch starts its threads
+    if cfg["reuse_freed_memory"]:
+        reuse_freed_memory()
     graphs, manifest = load_dataset(dataset)
     if max_graphs:
         graphs["train"] = graphs["train"][:max_graphs]
@@ -121,6 +130,7 @@ def speed_one(
         "rss_after_data_gb": base,
         "batch_size": batch_size,
         "path": "plain" if plain else "default",
+        "reuse_freed_memory": reuse_memory,
         "threads": torch.get_num_threads(),
     }
 
@@ -277,6 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="speed: the plain path of each model (fast: false)"
     )
+    parser.add_argument(
+        "--reuse_freed_memory", action="store_true", help="speed: with the training key reuse_freed_memory"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model in this process
     args = parser.parse_args(argv)
     if not (args.data / "train0.pickle").exists():
@@ -285,7 +298,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print(
             json.dumps(
-                speed_one(args.one, dataset, args.epochs, args.batch_size, args.max_graphs, args.plain)
+                speed_one(
+                    args.one,
+                    dataset,
+                    args.epochs,
+                    args.batch_size,
+                    args.max_graphs,
+                    args.plain,
+                    args.reuse_freed_memory,
+                )
             )
         )
         return
@@ -305,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
                 "--dataset_dir",
                 str(dataset),
             ]
-            print(json.dumps(_measure_in_subprocess(model, cmd + ["--plain"] * args.plain)))
+            cmd += ["--plain"] * args.plain + ["--reuse_freed_memory"] * args.reuse_freed_memory
+            print(json.dumps(_measure_in_subprocess(model, cmd)))
         else:
             print(json.dumps(budget_one(model, dataset, args.budget_min, args.batch_size, args.output_dir)))
         sys.stdout.flush()

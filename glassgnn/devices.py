@@ -1,6 +1,10 @@
-"""Device selection: ``-1`` is the CPU, ``k`` is ``cuda:k``; fail early and clearly otherwise."""
+"""Device selection: ``-1`` is the CPU, ``k`` is ``cuda:k``; fail early and clearly otherwise.
+Also the process-wide CPU settings of the scripts: subnormal floats, reuse of freed memory."""
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
 
 import dgl
 import torch
@@ -58,3 +62,24 @@ def flush_denormals(enabled: bool = True) -> None:
     tolerance. Process-wide (torch.set_flush_denormal); no effect on GPU arithmetic.
     """
     torch.set_flush_denormal(enabled)
+
+
+def reuse_freed_memory() -> bool:
+    """Serve large allocations from the C heap and keep freed memory there for reuse (glibc).
+
+    glibc maps every large block (a [n_edges, width] tensor of a full-batch step) fresh from
+    the operating system and unmaps it when freed, so the next step faults all of that
+    memory in again; on the CuZr full batch this is about a tenth to a quarter of a
+    training step (symgnn 6.98 -> 6.15 s, schnet 5.2 -> 3.9 s). With mmap off and heap
+    trimming at its maximum, freed blocks are reused instead. The cost: the process keeps
+    its peak and fragmentation can raise it (symgnn 5.5 -> 6.9 GiB, schnet 4.7 -> 5.8 GiB).
+    Affects later allocations only; call it before loading data. Returns False, changing
+    nothing, where glibc's ``mallopt`` is not available.
+    """
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h> parameter numbers
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, 2**31 - 1) == 1

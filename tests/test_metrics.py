@@ -145,6 +145,37 @@ def test_flush_denormals_reaches_worker_threads_started_after_it():
     assert nonzero("late") > 0  # why they call it first: running threads keep their mode
 
 
+MMAPPED_BYTES = """
+import ctypes, sys
+import torch
+from glassgnn.devices import reuse_freed_memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "on":
+    assert reuse_freed_memory()
+block = torch.ones(64 * 2**20)  # 256 MiB
+print(libc.mallinfo2().hblkhd)  # bytes in blocks mapped directly from the OS
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc statistics")
+def test_reuse_freed_memory_serves_large_tensors_from_the_heap():
+    def mmapped(mode: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", MMAPPED_BYTES, mode], capture_output=True, text=True, cwd=REPO
+        )
+        if done.returncode != 0 and "mallinfo2" in done.stderr:
+            pytest.skip("glibc older than 2.33 (no mallinfo2)")
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    assert mmapped("off") >= 256 * 2**20  # glibc's default: mapped fresh, unmapped when freed
+    assert mmapped("on") < 256 * 2**20  # from the heap, where freed memory stays for reuse
+
+
 def test_graph_metrics_are_one_value_per_graph_per_target():
     rng = np.random.default_rng(3)
     true = rng.normal(size=(12, 2))
