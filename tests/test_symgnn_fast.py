@@ -15,7 +15,7 @@ import torch
 
 import models.common
 from glassgnn.graph import build_graph
-from models.symgnn import _Edges, _SymmetrisedEncoder
+from models.symgnn_fast import EdgesByDestination, SymmetrisedEncoder
 from tests.model_testing import CUTOFF, lattice_configuration, small_model, synthetic
 
 pytestmark = pytest.mark.usefixtures("small_models_eager_one_thread")
@@ -65,7 +65,7 @@ def test_fused_edge_encoder_batch_statistics_are_returned_per_transform():
     lin1, norm1, _, lin2, norm2, _ = model.edge_encoder
     disp = torch.randn(97, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     params = [t for m in (lin1, norm1, lin2, norm2) for t in (m.weight, m.bias)]
-    _, stats = _SymmetrisedEncoder.apply(disp, model.transforms.double(), *params, 1e-5, 1e-5)
+    _, stats = SymmetrisedEncoder.apply(disp, model.transforms.double(), *params, 1e-5, 1e-5)
     for t, (mean1, var1, mean2, var2) in zip(model.transforms.double(), stats, strict=True):
         a1 = lin1(disp @ t)
         a2 = lin2(torch.relu(torch.nn.functional.batch_norm(a1, None, None, norm1.weight, norm1.bias, True)))
@@ -78,7 +78,7 @@ def test_fused_edge_encoder_batch_statistics_are_returned_per_transform():
 @pytest.mark.parametrize("p", [0.25, 0.6])
 def test_edge_dropout_in_destination_order_drops_what_torch_drops(p):
     graph, _ = synthetic(seed=5)
-    edges = _Edges.by_destination(graph)
+    edges = EdgesByDestination.by_destination(graph)
     e = torch.randn(graph.num_edges(), 4)
     assert not torch.equal(edges.order, torch.arange(graph.num_edges()))  # a real reordering
     torch.manual_seed(2)
