@@ -13,9 +13,9 @@ with DeepMind's saved graph is checked on the way (max |difference| to its predi
 Rows of the other benchmarks come from ``bench/bench_train.py`` and
 ``bench/bench_explain.py`` (``speed_rows(quick)``) when those files exist. DeepMind's
 saved TensorFlow graph is not run here: its figures are the issue's (2.1-2.9 s warm,
-6.1 s first call, measured on a machine like ours). ``--quick``: this file's rows take
-about 2.5 minutes on the shared 2-core machine (load 5-9); the peers' quick modes add
-their own time (about 6 minutes together at load 5-6).
+6.1 s first call, measured on a machine like ours). ``--quick`` with its peers' quick
+modes took 69 s on the idle 2-core machine, the full mode 2 min (3-4x longer when other
+jobs share the cores).
 Times are medians of wall-clock seconds; the machine is shared, so the load average
 is printed with the table.
 """
