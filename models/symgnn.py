@@ -50,7 +50,7 @@ from torch import nn
 
 from models.common import cubic_group, edge_geometry, edge_weights
 from models.models import ModelConfig, register_model
-from models.symgnn_fast import EdgeAttention, EdgesByDestination, SymmetrisedEncoder
+from models.symgnn_fast import ActivationStore, EdgeAttention, EdgesByDestination, SymmetrisedEncoder
 
 TRANSFORM_SETS = ("released", "cubic", "random")
 
@@ -125,6 +125,12 @@ class SymGNNLayer(nn.Module):
         if not last:
             self.edge_norm = nn.BatchNorm1d(width)
             self.edge_proj = nn.Linear(width, dim)
+        self.activations = ActivationStore()  # the fast path's edge activation, reused between steps
+
+    def train(self, mode: bool = True) -> SymGNNLayer:
+        if not mode:
+            self.activations.clear()  # evaluation takes the plain path: free the memory
+        return super().train(mode)
 
     def forward(
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
@@ -148,7 +154,15 @@ class SymGNNLayer(nn.Module):
             norm, proj = self.edge_norm, self.edge_proj
             norm_params = (norm.weight, norm.bias, proj.weight, proj.bias, norm.eps)
         logits, e_out, mean, var = EdgeAttention.apply(  # e_out includes the residual e
-            h_src, conv.fc_nj(h), e, conv.fc_fij.weight, conv.attn, edges.src, edges.dst, *norm_params
+            h_src,
+            conv.fc_nj(h),
+            e,
+            conv.fc_fij.weight,
+            conv.attn,
+            edges.src,
+            edges.dst,
+            *norm_params,
+            self.activations,
         )
         if not self.last:
             _update_running_stats(self.edge_norm, mean, var, len(e))
