@@ -92,10 +92,10 @@ class _EdgeUpdate(torch.autograd.Function):
 
     Equals the edge part of :meth:`EdgeConcatLayer.plain` (s = W_src h and d = W_dst h + b
     are per-node products, the edge bias folded into d, gathered here for sender j and
-    receiver i). The whole update of a
-    chunk of edges (gathers, product, activation, residual and, in the backward pass, the
-    gradients of all of them) is done while the chunk is in cache; autograd would make a
-    pass over memory per operation. Only m is kept for the backward pass, as autograd would.
+    receiver i). The whole update of a chunk of edges (gathers, product, activation,
+    residual and, in the backward pass, the gradients of all of them) is done while the
+    chunk is in cache; autograd would make a pass over memory per operation. Only m is
+    kept for the backward pass, as autograd would.
     ``weight`` [n_edges, 1] or None (all ones); the sum over in-edges is DGL's fused kernel.
     With ``need_edges`` false (the last layer, whose edge states nobody reads) e + m is
     not formed and None is returned in its place.

@@ -263,8 +263,9 @@ def test_mpnn_factorised_messages_equal_nnconv_with_per_edge_matrices():
 FAST_PATHS = [name for name in MODELS if "fast" in model_config_keys(name)]
 
 
+@pytest.mark.parametrize("with_eweight", [True, False], ids=["eweight", "no eweight"])
 @pytest.mark.parametrize("name", FAST_PATHS)
-def test_fast_path_equals_plain_path_in_outputs_and_gradients(name, monkeypatch):
+def test_fast_path_equals_plain_path_in_outputs_and_gradients(name, with_eweight, monkeypatch):
     # Chunks of 50 edges: the graph (about 500 edges) spans many of them, with a ragged last one.
     monkeypatch.setattr(models.common, "EDGE_CHUNK", 50)
     graph, feat = synthetic(seed=16)
@@ -280,7 +281,7 @@ def test_fast_path_equals_plain_path_in_outputs_and_gradients(name, monkeypatch)
         )
         eweight.requires_grad_(True)
         x = feat.double().requires_grad_(True)
-        out = model(graph, x, eweight)
+        out = model(graph, x, eweight if with_eweight else None)  # None: the training call
         (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
         grads = [eweight.grad, x.grad, *[p.grad for p in model.parameters()]]
         results.append((out, grads + list(model.state_dict().values())))  # + batch-norm running stats
