@@ -14,6 +14,7 @@ memory per operation.
 - :class:`SymmetrisedEncoder`: the summed edge encodings over the transform set, without
   keeping edge-sized activations.
 - :class:`EdgeAttention`: one attention layer's edge computation over chunks of edges.
+- :class:`ActivationStore`: the layer's edge activation, kept between training steps.
 """
 
 from __future__ import annotations
