@@ -50,7 +50,13 @@ from torch import nn
 
 from models.common import cubic_group, edge_geometry, edge_weights
 from models.models import ModelConfig, register_model
-from models.symgnn_fast import ActivationStore, EdgeAttention, EdgesByDestination, SymmetrisedEncoder
+from models.symgnn_fast import (
+    ActivationStore,
+    EdgeAttention,
+    EdgesByDestination,
+    SymmetrisedEncoder,
+    edge_attention_inference,
+)
 
 TRANSFORM_SETS = ("released", "cubic", "random")
 
@@ -127,11 +133,6 @@ class SymGNNLayer(nn.Module):
             self.edge_proj = nn.Linear(width, dim)
         self.activations = ActivationStore()  # the fast path's edge activation, reused between steps
 
-    def train(self, mode: bool = True) -> SymGNNLayer:
-        if not mode:
-            self.activations.clear()  # evaluation takes the plain path: free the memory
-        return super().train(mode)
-
     def forward(
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,10 +174,35 @@ class SymGNNLayer(nn.Module):
             return h + self.node_proj(self.node_norm(nh.mean(1))), e
         return h + self.node_proj(self.node_norm(nh.flatten(1))), e_out
 
+    @torch.no_grad()
+    def inference(
+        self, edges: EdgesByDestination, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation-mode layer without autograd (:func:`edge_attention_inference`; same results as
+        :meth:`plain`). Edge tensors ``e`` and ``weight`` are in the order of ``edges``."""
+        conv = self.conv
+        heads, dim = conv._num_heads, conv._out_edge_feats
+        h_src = torch.addmm(conv.bias, h, conv.fc_ni.weight.t())
+        affine = None
+        if not self.last:  # Linear(BatchNorm(f)) with running statistics = f A + c
+            norm, proj = self.edge_norm, self.edge_proj
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            shift = norm.bias - norm.running_mean * scale
+            affine = (scale.unsqueeze(1) * proj.weight.t(), proj.bias + shift @ proj.weight.t())
+        logits, e_out = edge_attention_inference(
+            h_src, conv.fc_nj(h), e, conv.fc_fij.weight, conv.attn, edges.src, edges.dst, affine
+        )
+        attention = edge_softmax(edges.graph, logits.unsqueeze(-1)) * weight.view(-1, 1, 1)
+        nh = dgl.ops.u_mul_e_sum(edges.graph, conv.fc_node_src(h).view(-1, heads, dim), attention)
+        if self.last:
+            return h + self.node_proj(self.node_norm(nh.mean(1))), e
+        return h + self.node_proj(self.node_norm(nh.flatten(1))), e_out
+
     def plain(
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The layer with DGL's EGATConv (the reference of the lean path)."""
+        self.activations.clear()  # autograd outside training (explainers): free the fast path's memory
         nh, eh = _egat_allowing_isolated(self.conv, graph, h, e, weight)
         if self.last:
             # The last layer's edge states would never be read.
@@ -282,7 +308,7 @@ class SymGNN(nn.Module):
     ) -> torch.Tensor:
         disp, _ = edge_geometry(graph, feat.dtype)
         weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
-        if self.fast and self.training:
+        if self.fast and (self.training or not torch.is_grad_enabled()):
             return self._lean_forward(graph, feat, disp, weight)
         h = self.node_encoder(feat)
         e = self.symmetrised_edges(disp)
@@ -296,14 +322,15 @@ class SymGNN(nn.Module):
     def _lean_forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, disp: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
-        """forward() through the layers' lean path, edge tensors sorted by destination (same results)."""
+        """forward() through the layers' lean path (training) or inference path (evaluation without
+        autograd), edge tensors sorted by destination (same results)."""
         edges = EdgesByDestination.by_destination(graph)
         weight = weight[edges.order]
         h = self.node_encoder(feat)
         e = self.symmetrised_edges(disp[edges.order])
         for layer in self.layers:
-            h, e = layer.lean(edges, h, e, weight)
+            h, e = layer.lean(edges, h, e, weight) if self.training else layer.inference(edges, h, e, weight)
             h = self.dropout(h)
-            if not layer.last:
+            if self.training and not layer.last:
                 e = edges.dropout_(e, self.dropout.p)  # e is the layer's fresh output
         return self.decoder(h)

@@ -186,6 +186,40 @@ class EdgeAttention(torch.autograd.Function):
         return grad_src, grad_dst, grad_e, grad_w, grad_attn, None, None, *grads_norm, None, None
 
 
+@torch.no_grad()
+def edge_attention_inference(
+    h_src: torch.Tensor,
+    h_dst: torch.Tensor,
+    e: torch.Tensor,
+    fc_w: torch.Tensor,
+    attn: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    affine: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:class:`EdgeAttention`'s forward without autograd, the batch norm in evaluation mode.
+
+    The edge norm and projection with running statistics are one affine map of f,
+    ``affine`` = (A [H*D, D], c [D]); None for the last layer (no edge output). Nothing of
+    size [n_edges, H*D] is stored: each chunk of f is built, read and dropped in cache.
+    Returns the attention logits [n_edges, H] and e + f A + c [n_edges, D] (or None).
+    """
+    n, width = len(e), h_src.shape[1]
+    columns = _head_columns(attn[0])
+    logits = h_src.new_empty(n, attn.shape[1])
+    e_out = None if affine is None else torch.empty_like(e)
+    chunks = _chunk_rows(n, width)
+    work = h_src.new_empty(chunks[0].stop if chunks else 0, width)
+    for rows in chunks:
+        fc = torch.index_select(h_src, 0, src[rows], out=work[: rows.stop - rows.start])
+        fc.add_(h_dst.index_select(0, dst[rows])).addmm_(e[rows], fc_w.t())
+        nn.functional.leaky_relu_(fc)
+        torch.mm(fc, columns, out=logits[rows])
+        if affine is not None:
+            torch.addmm(e[rows], fc, affine[0], out=e_out[rows]).add_(affine[1])
+    return logits, e_out
+
+
 class SymmetrisedEncoder(torch.autograd.Function):
     """sum over transforms t of ReLU(BN2(ReLU(BN1(disp t W1^T + b1)) W2^T + b2)) [n_edges, d], training mode.
 

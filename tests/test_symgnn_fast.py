@@ -174,4 +174,26 @@ def test_activation_buffer_is_reused_only_when_no_graph_or_gradient_holds_it():
     assert alias.untyped_storage().data_ptr() != store.buffer.untyped_storage().data_ptr()
 
     model.eval()
-    assert store.buffer is None  # evaluation takes the plain path: the memory is freed
+    with torch.no_grad():
+        model(graph, feat)  # evaluation without autograd: the inference path, buffer kept
+    assert store.buffer is not None
+    model(graph, feat)  # with autograd (explainers): the plain path, which frees it
+    assert store.buffer is None
+
+
+@pytest.mark.parametrize("transforms", ["released", "random"])
+def test_inference_path_equals_plain_path_in_evaluation_mode(transforms):
+    graph, feat = synthetic(seed=6)
+    graph = dgl.remove_edges(graph, graph.in_edges(5, form="eid"))  # a particle without in-edges
+    fast, plain = _fast_and_plain(torch.float64, heads=[3, 2, 1], transforms=transforms)
+    feat = feat.double()
+    _steps(fast, graph, feat, 2)  # running statistics away from their initial values
+    plain.load_state_dict(fast.state_dict())
+    eweight = torch.rand(graph.num_edges(), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for model in (fast, plain):
+        model.eval()
+        with torch.no_grad():
+            outputs.append(model(graph, feat, eweight))
+    assert fast.layers[0].activations.buffer is not None  # the fast model ran its inference path
+    torch.testing.assert_close(outputs[0], outputs[1], **TOLERANCE[torch.float64])
