@@ -17,8 +17,9 @@ In training mode the model takes a fast, memory-lean path by default (``fast``; 
 equal to the plain path in values, gradients and running statistics, float64 included):
 the edges are processed sorted by destination, the summed edge encodings are computed in
 chunks without keeping activations, and each layer's edge computation is fused over
-chunks of edges that stay in cache (:mod:`models.symgnn_fast`). ``fast: false`` runs the
-plain path (DGL's ``EGATConv``), which evaluation mode always uses.
+chunks of edges that stay in cache (:mod:`models.symgnn_fast`). Evaluation without
+autograd takes a chunked inference path (same results); evaluation with autograd
+(explainers) and ``fast: false`` run the plain path (DGL's ``EGATConv``).
 
 The transform set (``transforms``) decides what invariance the model has:
 

@@ -15,6 +15,8 @@ memory per operation.
   keeping edge-sized activations.
 - :class:`EdgeAttention`: one attention layer's edge computation over chunks of edges.
 - :class:`ActivationStore`: the layer's edge activation, kept between training steps.
+- :func:`edge_attention_inference`: the same edge computation in evaluation mode without
+  autograd, storing nothing of size [n_edges, heads x hidden_dim].
 """
 
 from __future__ import annotations
@@ -399,7 +401,7 @@ class ActivationStore:
     buffer is lent out while a graph that saved it may still run its backward pass, and
     handed out again only once that backward pass has returned it and no tensor aliases
     its storage any more (the gradient the backward pass writes into it). ``clear`` frees
-    it (evaluation mode, which takes the plain path, does).
+    it (the plain path does: evaluation with autograd, as explainers run it).
     """
 
     def __init__(self) -> None:
