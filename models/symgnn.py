@@ -148,7 +148,6 @@ class SymGNNLayer(nn.Module):
         Edge tensors ``e`` and ``weight`` are in the order of ``edges``.
         """
         conv = self.conv
-        heads, dim = conv._num_heads, conv._out_edge_feats
         h_src = torch.addmm(conv.bias, h, conv.fc_ni.weight.t())  # [n_atoms, heads * dim]
         if self.last:
             norm_params = (None,) * 5
@@ -168,12 +167,7 @@ class SymGNNLayer(nn.Module):
         )
         if not self.last:
             _update_running_stats(self.edge_norm, mean, var, len(e))
-        # Particles without incoming edges get no attention and an empty sum, as in plain().
-        attention = edge_softmax(edges.graph, logits.unsqueeze(-1)) * weight.view(-1, 1, 1)
-        nh = dgl.ops.u_mul_e_sum(edges.graph, conv.fc_node_src(h).view(-1, heads, dim), attention)
-        if self.last:
-            return h + self.node_proj(self.node_norm(nh.mean(1))), e
-        return h + self.node_proj(self.node_norm(nh.flatten(1))), e_out
+        return self._attend(edges, h, e, e_out, logits, weight)
 
     @torch.no_grad()
     def inference(
@@ -182,7 +176,6 @@ class SymGNNLayer(nn.Module):
         """Evaluation-mode layer without autograd (:func:`edge_attention_inference`; same results as
         :meth:`plain`). Edge tensors ``e`` and ``weight`` are in the order of ``edges``."""
         conv = self.conv
-        heads, dim = conv._num_heads, conv._out_edge_feats
         h_src = torch.addmm(conv.bias, h, conv.fc_ni.weight.t())
         affine = None
         if not self.last:  # Linear(BatchNorm(f)) with running statistics = f A + c
@@ -193,6 +186,22 @@ class SymGNNLayer(nn.Module):
         logits, e_out = edge_attention_inference(
             h_src, conv.fc_nj(h), e, conv.fc_fij.weight, conv.attn, edges.src, edges.dst, affine
         )
+        return self._attend(edges, h, e, e_out, logits, weight)
+
+    def _attend(
+        self,
+        edges: EdgesByDestination,
+        h: torch.Tensor,
+        e: torch.Tensor,
+        e_out: torch.Tensor | None,
+        logits: torch.Tensor,
+        weight: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention-weighted sum of messages into each particle, node norm, projection and skip
+        (the node part of :meth:`lean` and :meth:`inference`)."""
+        conv = self.conv
+        heads, dim = conv._num_heads, conv._out_edge_feats
+        # Particles without incoming edges get no attention and an empty sum, as in plain().
         attention = edge_softmax(edges.graph, logits.unsqueeze(-1)) * weight.view(-1, 1, 1)
         nh = dgl.ops.u_mul_e_sum(edges.graph, conv.fc_node_src(h).view(-1, heads, dim), attention)
         if self.last:
