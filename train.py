@@ -18,7 +18,7 @@ from pathlib import Path
 
 from glassgnn import distributed
 from glassgnn.config import ConfigError, add_arguments, resolve
-from glassgnn.devices import DeviceError, flush_denormals, reuse_freed_memory
+from glassgnn.devices import DeviceError, configure_cpu
 from glassgnn.experiments import load_dataset, run_experiments
 from glassgnn.fileio import OutputExistsError
 
@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         conf = control["model_config_path"] or _default_conf()
         cfg = resolve(given, conf, config)
         output_dir = control["output_dir"] or str(Path("outputs") / cfg["model_name"])
-        flush_denormals(cfg["flush_denormal"])  # before any parallel work: torch's threads inherit it
-        if cfg["reuse_freed_memory"] and not reuse_freed_memory():
-            print("train.py: reuse_freed_memory needs glibc's mallopt; ignored", file=sys.stderr)
+        configure_cpu(cfg)  # before any parallel work: torch's threads inherit the float mode
         graphs, manifest = load_dataset(cfg["dataset_dir"])
         info = distributed.init(cfg["device"])
         try:

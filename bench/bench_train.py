@@ -86,7 +86,7 @@ def speed_one(
     import torch
 
     from glassgnn.config import model_hparams
-    from glassgnn.devices import flush_denormals, reuse_freed_memory
+    from glassgnn.devices import configure_cpu
     from glassgnn.distributed import DistInfo
     from glassgnn.experiments import load_dataset
     from glassgnn.task import Task
@@ -94,9 +94,7 @@ def speed_one(
     from models.models import build_model
 
     cfg = _config(model, dataset, batch_size, reuse_freed_memory=reuse_memory)
-    flush_denormals(cfg["flush_denormal"])  # as train.py does, before torch starts its threads
-    if cfg["reuse_freed_memory"]:
-        reuse_freed_memory()
+    configure_cpu(cfg)  # as train.py does, before torch starts its threads
     graphs, manifest = load_dataset(dataset)
     if max_graphs:
         graphs["train"] = graphs["train"][:max_graphs]

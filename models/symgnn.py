@@ -212,7 +212,6 @@ class SymGNNLayer(nn.Module):
         self, graph: dgl.DGLGraph, h: torch.Tensor, e: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The layer with DGL's EGATConv (the reference of the lean path)."""
-        self.activations.clear()  # autograd outside training (explainers): free the fast path's memory
         nh, eh = _egat_allowing_isolated(self.conv, graph, h, e, weight)
         if self.last:
             # The last layer's edge states would never be read.
@@ -320,6 +319,8 @@ class SymGNN(nn.Module):
         weight = edge_weights(graph, eweight, feat.dtype).squeeze(1)
         if self.fast and (self.training or not torch.is_grad_enabled()):
             return self._lean_forward(graph, feat, disp, weight)
+        for layer in self.layers:  # the plain path (explainers: autograd in evaluation mode)
+            layer.activations.clear()  # needs none of the fast path's memory
         h = self.node_encoder(feat)
         e = self.symmetrised_edges(disp)
         for layer in self.layers:

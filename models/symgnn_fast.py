@@ -401,7 +401,8 @@ class ActivationStore:
     buffer is lent out while a graph that saved it may still run its backward pass, and
     handed out again only once that backward pass has returned it and no tensor aliases
     its storage any more (the gradient the backward pass writes into it). ``clear`` frees
-    it (the plain path does: evaluation with autograd, as explainers run it).
+    it (the model does before it takes the plain path: evaluation with autograd, as
+    explainers run it).
     """
 
     def __init__(self) -> None:

@@ -1,4 +1,5 @@
-"""Metrics against independent references; augmentation group properties; device errors."""
+"""Metrics against independent references; augmentation group properties; device errors and
+the process-wide CPU settings (subnormal floats, reuse of freed memory)."""
 
 from __future__ import annotations
 
