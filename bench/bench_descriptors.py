@@ -1,0 +1,127 @@
+"""Cost of the structural descriptors and the ridge-regression floor they give (one thread).
+
+    .venv/bin/python bench/bench_descriptors.py                   # every named set (about 1 minute)
+    .venv/bin/python bench/bench_descriptors.py --sets radial --ka_time 3
+
+For each descriptor set of :data:`glassgnn.descriptors.DESCRIPTOR_SETS` (defaults from each
+snapshot's length scale, :func:`glassgnn.descriptors.default_params`):
+
+* CPU seconds (``time.process_time``) for one 8000-atom CuZr snapshot (train0; target 2 s);
+* validation Pearson of a ridge regression on CuZr energy barriers (train0-5 -> train6,
+  target ``trajectory_start_velocities``, all atoms) and on the bundled Kob-Andersen set
+  (datasets/ka_T0.64, configurations 0-11 train, 12-13 val, type-A particles, propensity
+  at ``--ka_time``, default 6 = tau_alpha). Ridge: features standardised with training
+  statistics, intercept, closed form; the strength is chosen on validation over a log grid.
+
+CuZr files are read from ../shared/data/cuzr_symgnn (never bundled).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/scipy load their BLAS
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from any directory
+
+from glassgnn import descriptors  # noqa: E402
+from glassgnn.readers import read_snapshots  # noqa: E402
+
+CUZR = REPO.parent / "shared" / "data" / "cuzr_symgnn"
+KA = REPO / "datasets" / "ka_T0.64"
+ALPHAS = np.logspace(-7, 3, 21)  # ridge strength per training row, on standardised features
+
+
+def ridge_pearson(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> tuple[float, float]:
+    """Best validation Pearson over :data:`ALPHAS` and its alpha.
+
+    Args:
+        x_train: [n_train, d] features; y_train: [n_train] targets; x_val, y_val likewise.
+    """
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0] = 1.0  # constant columns (an absent species) stay zero
+    a, b = (x_train - mean) / std, (x_val - mean) / std
+    y_mean = y_train.mean()
+    values, vectors = np.linalg.eigh(a.T @ a)
+    projected = vectors.T @ (a.T @ (y_train - y_mean))
+    best = (-np.inf, np.nan)
+    for alpha in ALPHAS:
+        weights = vectors @ (projected / (values + alpha * len(a)))
+        best = max(best, (float(np.corrcoef(b @ weights + y_mean, y_val)[0, 1]), float(alpha)))
+    return best
+
+
+def features(paths: list[Path], name: str, target, mask) -> tuple[np.ndarray, np.ndarray, float]:
+    """Stacked descriptors and targets of the selected particles, and CPU seconds per file."""
+    xs, ys, seconds = [], [], 0.0
+    for path in paths:
+        snapshot = read_snapshots(path)[0]
+        params = descriptors.default_params(snapshot.positions, snapshot.cell, name)
+        start = time.process_time()
+        x = descriptors.compute_descriptors(snapshot.positions, snapshot.types, snapshot.cell, 2, params)
+        seconds += time.process_time() - start
+        keep = mask(snapshot)
+        xs.append(x[keep])
+        ys.append(target(snapshot)[keep])
+    return np.concatenate(xs), np.concatenate(ys), seconds / len(paths)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sets", nargs="+", default=list(descriptors.DESCRIPTOR_SETS))
+    parser.add_argument("--ka_time", type=int, default=6, help="propensity time index (6 = tau_alpha)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the neighbour search copies through torch
+    cuzr = [CUZR / f"train{k}.pickle" for k in range(7)]
+    ka = [KA / f"config_{k:04d}.pickle" for k in range(14)]
+    rows = []
+    for name in args.sets:
+        snapshot = read_snapshots(cuzr[0])[0]
+        params = descriptors.default_params(snapshot.positions, snapshot.cell, name)
+        print(f"{name}: CuZr {params.to_dict()}")
+        print(f"{name}: KA   {descriptors.default_params(*_geometry(ka[0]), name).to_dict()}")
+        x, y, seconds = features(
+            cuzr, name, lambda s: s.fields["trajectory_start_velocities"], lambda s: slice(None)
+        )
+        cuzr_r, cuzr_alpha = ridge_pearson(x[:48000], y[:48000], x[48000:], y[48000:])
+        x, y, _ = features(
+            ka, name, lambda s: s.fields["propensity"][:, args.ka_time], lambda s: s.types == 0
+        )
+        split = 12 * int((read_snapshots(ka[0])[0].types == 0).sum())
+        ka_r, ka_alpha = ridge_pearson(x[:split], y[:split], x[split:], y[split:])
+        rows.append((name, x.shape[1], seconds, cuzr_r, cuzr_alpha, ka_r, ka_alpha))
+    header = ("set", "columns", "CuZr s/snap", "CuZr val r", "alpha", "KA val r", "alpha")
+    print("\n" + " ".join(f"{h:>11}" for h in header))
+    for name, width, seconds, cuzr_r, cuzr_alpha, ka_r, ka_alpha in rows:
+        cells = (
+            name,
+            width,
+            f"{seconds:.2f}",
+            f"{cuzr_r:.3f}",
+            f"{cuzr_alpha:.0e}",
+            f"{ka_r:.3f}",
+            f"{ka_alpha:.0e}",
+        )
+        print(" ".join(f"{c:>11}" for c in cells))
+
+
+def _geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    snapshot = read_snapshots(path)[0]
+    return snapshot.positions, snapshot.cell
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Per-particle structural descriptors for linear models and as GNN inputs (DGL-free).
+
+Per particle, in float64, in the length unit of the positions:
+
+1. Species-resolved radial densities in Gaussian-smeared shells (Boattini, Smallenburg and
+   Filion, PRL 127, 088007, 2021; GlassMLP, Jung, Biroli and Berthier, PRL 130, 238202,
+   2023): ``G_i^s(r_k) = sum_{j in s, j != i} exp(-(r_ij - r_k)^2 / (2 delta^2))``, each
+   Gaussian truncated to ``|r_ij - r_k| < 3 delta`` (:data:`TRUNCATION`).
+2. Species-resolved Steinhardt order ``q_l`` over the neighbours closer than ``q_cutoff``,
+   per neighbour species and over all neighbours: ``q_lm(i) = mean_j Y_lm(r_ij / |r_ij|)``,
+   ``q_l = sqrt(4 pi / (2l + 1) sum_m |q_lm|^2)``; and Lechner and Dellago's averaged
+   ``qbar_l`` (J. Chem. Phys. 129, 114707, 2008): the same invariant of ``q_lm`` averaged
+   over i and its neighbours (all species). A particle without neighbours of a species
+   gets ``q_lm = 0`` for it, so ``q_l = 0`` (no orientational information).
+3. One-hot type.
+4. Coarse-grained averages of all of the above: the mean over the particles closer than
+   L to i, i itself included, for each radius L. Columns: ``[per-particle | cg(L1) | ...]``.
+
+Spherical harmonics: ``scipy.special.sph_harm_y(l, m, polar, azimuth)`` (SciPy >= 1.15;
+``sph_harm`` with the swapped argument order is gone in the SciPy we pin). Only m >= 0 is
+evaluated, since ``q_l,-m = (-1)^m conj(q_lm)``, and each unordered pair once
+(``Y_lm(-u) = (-1)^l Y_lm(u)``). freud-analysis 3.4 installs with numpy < 2, but it is not
+used: its Steinhardt order is not species-resolved (it would need one neighbour list per
+species pair), the rest (radial shells, coarse-graining) is not in it, and this module's
+one-neighbour-list path already costs about 1 s per 8000-atom CuZr snapshot
+(``bench/bench_descriptors.py``), so it would add a dependency (and rowan) for no gain.
+
+Periodic images: every cutoff must be shorter than half the smallest perpendicular width of
+the cell (one minimum image per pair); longer ones are refused with a ValueError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+from scipy.special import sph_harm_y
+
+from glassgnn.neighbors import cell_matrix, perpendicular_widths, radius_pairs
+
+TRUNCATION = 3.0  # each shell Gaussian is cut at |r - r_k| = TRUNCATION * shell_width
+
+
+@dataclass(frozen=True)
+class DescriptorParams:
+    """All parameters of one descriptor set, in the length unit of the positions.
+
+    Attributes:
+        name: the set's name, e.g. ``"structure"``.
+        shell_start, shell_stop, shell_step: radial shell centres ``start, start + step, ...``
+            up to ``stop`` (included when on the grid).
+        shell_width: Gaussian width delta of each shell.
+        q_l: Steinhardt degrees (empty: no bond-orientational columns).
+        q_cutoff: first-shell cutoff of the Steinhardt neighbours.
+        coarse_radii: radii L of the coarse-grained averages.
+    """
+
+    name: str
+    shell_start: float
+    shell_stop: float
+    shell_step: float
+    shell_width: float
+    q_l: tuple[int, ...]
+    q_cutoff: float
+    coarse_radii: tuple[float, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"descriptor parameter 'name' must be a non-empty string, got {self.name!r}")
+        for key in ("shell_start", "shell_stop", "shell_step", "shell_width", "q_cutoff"):
+            object.__setattr__(self, key, _number(key, getattr(self, key), allow_zero=key == "shell_start"))
+        if self.shell_stop < self.shell_start:
+            raise ValueError(f"descriptor parameter 'shell_stop' ({self.shell_stop}) is below 'shell_start'")
+        if (self.shell_stop - self.shell_start) / self.shell_step > 10_000:
+            raise ValueError(f"descriptor parameter 'shell_step' ({self.shell_step}) gives over 10000 shells")
+        degrees = _sequence("q_l", self.q_l)
+        if any(not isinstance(l, int | np.integer) or isinstance(l, bool) or l < 1 for l in degrees):
+            raise ValueError(f"descriptor parameter 'q_l' must hold integers >= 1, got {self.q_l!r}")
+        radii = tuple(_number("coarse_radii", r) for r in _sequence("coarse_radii", self.coarse_radii))
+        object.__setattr__(self, "q_l", tuple(int(l) for l in degrees))
+        object.__setattr__(self, "coarse_radii", radii)
+
+    def to_dict(self) -> dict:
+        """Every field, JSON-safe (tuples as lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in self._items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DescriptorParams:
+        """The inverse of :meth:`to_dict`; an unknown or missing key or a bad value is a ValueError."""
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(fields))
+        missing = [key for key in fields if key not in d]
+        if unknown or missing:
+            raise ValueError(
+                f"descriptor parameters: unknown {unknown}, missing {missing} (fields: {fields})"
+            )
+        return cls(**{key: tuple(d[key]) if isinstance(d[key], list) else d[key] for key in fields})
+
+    def _items(self):
+        return ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+
+
+def _number(key: str, value, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"descriptor parameter {key!r} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"descriptor parameter {key!r} must be a finite positive length, got {value!r}")
+    return float(value)
+
+
+def _sequence(key: str, value) -> tuple:
+    if not isinstance(value, tuple | list) or len(set(value)) != len(value):
+        raise ValueError(f"descriptor parameter {key!r} must be a tuple of distinct values, got {value!r}")
+    return tuple(value)
+
+
+# Each named set's lengths in units of the mean inter-particle distance a = (V/N)^(1/3)
+# (CuZr a = 2.51 Å, Kob-Andersen at density 1.2 a = 0.941 sigma), chosen on validation with
+# bench/bench_descriptors.py; default_params rounds them to readable values.
+_RELATIVE = {
+    "shell_start": 0.8,
+    "shell_stop": 2.8,
+    "shell_step": 0.08,
+    "shell_width": 0.08,
+    "q_cutoff": 1.52,
+    "coarse_radii": (1.5, 2.2, 3.0),
+}
+DESCRIPTOR_SETS: dict[str, dict] = {
+    "structure": {**_RELATIVE, "q_l": (2, 4, 6, 8)},  # radial + q_l + qbar_l + type
+    "radial": {**_RELATIVE, "q_l": ()},  # radial + type: cheaper
+}
+
+
+def readable(length: float) -> float:
+    """``length`` rounded to two significant digits (2.009 -> 2.0, 0.0753 -> 0.075)."""
+    quantum = 0.1 * 10.0 ** math.floor(math.log10(length))
+    return round(round(length / quantum) * quantum, 12)
+
+
+def default_params(
+    positions: np.ndarray, cell: np.ndarray, name: str = "structure", **overrides
+) -> DescriptorParams:
+    """The named set's parameters for a snapshot's length scale.
+
+    Args:
+        positions: [n_atoms, 3] positions (only their number is used).
+        cell: (3,) or (3, 3) cell.
+        name: a key of :data:`DESCRIPTOR_SETS`.
+        overrides: replacement values by field name of :class:`DescriptorParams`.
+    """
+    if name not in DESCRIPTOR_SETS:
+        raise ValueError(f"unknown descriptor set {name!r}; known: {', '.join(DESCRIPTOR_SETS)}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DescriptorParams)})
+    if unknown:
+        raise ValueError(f"unknown descriptor parameter(s) {unknown}")
+    spacing = (abs(np.linalg.det(cell_matrix(cell))) / len(positions)) ** (1 / 3)
+    values = {"name": name}
+    for key, value in DESCRIPTOR_SETS[name].items():
+        if key == "q_l":
+            values[key] = value
+        elif isinstance(value, tuple):
+            values[key] = tuple(readable(v * spacing) for v in value)
+        else:
+            values[key] = readable(value * spacing)
+    return DescriptorParams(**{**values, **overrides})
+
+
+def shell_centres(params: DescriptorParams) -> np.ndarray:
+    """[n_shells] radial shell centres ``start + k * step`` up to ``stop`` (1e-9 tolerance)."""
+    count = math.floor((params.shell_stop - params.shell_start) / params.shell_step + 1e-9) + 1
+    return params.shell_start + params.shell_step * np.arange(count)
+
+
+def descriptor_names(num_types: int, params: DescriptorParams) -> list[str]:
+    """One name per column of :func:`compute_descriptors`, e.g. ``rho_s1_r2.40``, ``q6_all``,
+    ``qbar6_s0``, ``type1``, ``cg3.80:rho_s0_r2.00``."""
+    decimals = max(2, 1 - math.floor(math.log10(params.shell_step)))
+    species = [f"s{t}" for t in range(num_types)] + ["all"]
+    names = [f"rho_s{t}_r{r:.{decimals}f}" for t in range(num_types) for r in shell_centres(params)]
+    for kind in ("q", "qbar"):
+        names += [f"{kind}{l}_{s}" for l in params.q_l for s in species]
+    names += [f"type{t}" for t in range(num_types)]
+    return names + [f"cg{radius:.2f}:{name}" for radius in params.coarse_radii for name in names]
+
+
+def compute_descriptors(
+    positions: np.ndarray, types: np.ndarray, cell: np.ndarray, num_types: int, params: DescriptorParams
+) -> np.ndarray:
+    """Descriptors of every particle of one periodic snapshot.
+
+    Args:
+        positions: [n_atoms, 3] positions (any image, like :func:`glassgnn.neighbors.radius_pairs`).
+        types: [n_atoms] integer types in 0..num_types-1.
+        cell: (3,) box lengths or (3, 3) cell vectors as rows.
+        num_types: the dataset's type count (absent types still get their, zero, columns).
+        params: the descriptor set.
+
+    Returns:
+        [n_atoms, n_descriptors] float64, columns named by :func:`descriptor_names`.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    types = np.asarray(types)
+    n_atoms = len(positions)
+    if positions.ndim != 2 or positions.shape[1] != 3 or not np.all(np.isfinite(positions)):
+        raise ValueError(f"positions must be a finite [n_atoms, 3] array, got shape {positions.shape}")
+    if types.shape != (n_atoms,) or types.dtype.kind not in "iu":
+        raise ValueError(f"types must be [n_atoms] integers, got shape {types.shape} {types.dtype}")
+    if n_atoms and (types.min() < 0 or types.max() >= num_types):
+        raise ValueError(f"types must lie in 0..{num_types - 1}, got {types.min()}..{types.max()}")
+    cell = cell_matrix(cell)
+    radial_cutoff = shell_centres(params)[-1] + TRUNCATION * params.shell_width
+    cutoff = max(radial_cutoff, *params.coarse_radii, params.q_cutoff if params.q_l else 0.0)
+    half_width = perpendicular_widths(cell).min() / 2
+    if cutoff >= half_width:
+        raise ValueError(
+            f"descriptor cutoff {cutoff:g} (largest shell + {TRUNCATION:g} widths, coarse radius or "
+            f"q_cutoff) must be below half the cell's smallest width, {half_width:g}"
+        )
+    src, dst, disp = radius_pairs(positions, cell, cutoff)
+    half = len(src) // 2  # edge e and e + half are reverses: keep each unordered pair once
+    pairs = (src[:half], dst[:half], disp[:half], np.linalg.norm(disp[:half], axis=1))
+    types = types.astype(np.int64)
+    parts = [_radial(pairs, types, n_atoms, num_types, params)]
+    if params.q_l:
+        parts += _steinhardt(pairs, types, n_atoms, num_types, params)
+    parts.append(np.eye(num_types)[types])
+    features = np.concatenate(parts, axis=1)
+    i, j, _, r = pairs
+    averaged = [features]
+    for radius in params.coarse_radii:
+        averaged.append(_neighbour_mean(i[r < radius], j[r < radius], n_atoms) @ features)
+    return np.concatenate(averaged, axis=1)
+
+
+def _radial(pairs, types, n_atoms: int, num_types: int, params: DescriptorParams) -> np.ndarray:
+    """[n_atoms, num_types * n_shells] truncated Gaussian shell densities, species-major."""
+    i, j, _, r = pairs
+    centres = shell_centres(params)
+    n_shells, width = len(centres), params.shell_width
+    # Each pair reaches the few shells within 3 widths: a window of offsets from the first.
+    first = np.floor((r - TRUNCATION * width - params.shell_start) / params.shell_step).astype(np.int64)
+    window = math.floor(2 * TRUNCATION * width / params.shell_step) + 3
+    shell = first[:, None] + np.arange(window)
+    inside = (shell >= 0) & (shell < n_shells)
+    shell = np.clip(shell, 0, n_shells - 1)
+    offset = r[:, None] - centres[shell]
+    keep = inside & (np.abs(offset) < TRUNCATION * width)
+    weight = np.exp(-(offset[keep] ** 2) / (2 * width**2))
+    rows = np.broadcast_to(np.arange(len(r))[:, None], keep.shape)[keep]
+    shell = shell[keep]
+    size = n_atoms * num_types * n_shells
+    density = np.bincount((i[rows] * num_types + types[j[rows]]) * n_shells + shell, weight, size)
+    density += np.bincount((j[rows] * num_types + types[i[rows]]) * n_shells + shell, weight, size)
+    return density.reshape(n_atoms, num_types * n_shells)
+
+
+def _steinhardt(pairs, types, n_atoms: int, num_types: int, params: DescriptorParams) -> list[np.ndarray]:
+    """[q_l, qbar_l] blocks, each [n_atoms, len(q_l) * (num_types + 1)], l-major."""
+    i, j, disp, r = pairs
+    near = r < params.q_cutoff
+    i, j, disp, r = i[near], j[near], disp[near], r[near]
+    polar = np.arccos(np.clip(disp[:, 2] / r, -1.0, 1.0))
+    azimuth = np.arctan2(disp[:, 1], disp[:, 0])
+    degree = np.concatenate([np.full(l + 1, l) for l in params.q_l])
+    order = np.concatenate([np.arange(l + 1) for l in params.q_l])
+    harmonics = sph_harm_y(degree[None], order[None], polar[:, None], azimuth[:, None])  # [n_pairs, n_lm]
+    # Sums over the neighbours of each (particle, neighbour species); the reverse direction
+    # of a pair has Y_lm(-u) = (-1)^l Y_lm(u).
+    rows = n_atoms * num_types
+    forward = scipy.sparse.csr_matrix(
+        (np.ones(len(i)), (i * num_types + types[j], np.arange(len(i)))), (rows, len(i))
+    )
+    reverse = scipy.sparse.csr_matrix(
+        (np.ones(len(i)), (j * num_types + types[i], np.arange(len(i)))), (rows, len(i))
+    )
+    sums = (forward @ harmonics + (reverse @ harmonics) * (-1.0) ** degree).reshape(n_atoms, num_types, -1)
+    counts = (forward.sum(axis=1) + reverse.sum(axis=1)).A.reshape(n_atoms, num_types, 1)
+    sums = np.concatenate([sums, sums.sum(axis=1, keepdims=True)], axis=1)  # [n_atoms, T + 1, n_lm]
+    counts = np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1)
+    local = sums / np.maximum(counts, 1)  # zero without neighbours
+    averaged = (_neighbour_mean(i, j, n_atoms) @ local.reshape(n_atoms, -1)).reshape(local.shape)
+    return [_invariants(q, degree, order, params.q_l) for q in (local, averaged)]
+
+
+def _invariants(q_lm: np.ndarray, degree: np.ndarray, order: np.ndarray, q_l: tuple[int, ...]) -> np.ndarray:
+    """[n_atoms, len(q_l) * S] rotational invariants of q_lm [n_atoms, S, n_lm] (m >= 0 only)."""
+    power = np.abs(q_lm) ** 2 * np.where(order == 0, 1.0, 2.0)  # m and -m have equal norms
+    columns = [np.sqrt(4 * np.pi / (2 * l + 1) * power[..., degree == l].sum(axis=-1)) for l in q_l]
+    return np.concatenate(columns, axis=1)
+
+
+def _neighbour_mean(i: np.ndarray, j: np.ndarray, n_atoms: int) -> scipy.sparse.csr_matrix:
+    """[n_atoms, n_atoms] row-normalised matrix averaging over each particle and its neighbours
+    (unordered pairs i-j given once)."""
+    rows = np.concatenate([i, j, np.arange(n_atoms)])
+    cols = np.concatenate([j, i, np.arange(n_atoms)])
+    counts = np.bincount(rows, minlength=n_atoms).astype(np.float64)
+    return scipy.sparse.csr_matrix((1.0 / counts[rows], (rows, cols)), (n_atoms, n_atoms))
