@@ -14,6 +14,8 @@ import argparse
 import logging
 import sys
 
+import yaml
+
 from glassgnn.dataset import construct_dataset, expand_globs
 from glassgnn.readers import FORMATS
 
@@ -24,6 +26,16 @@ def _pair_cutoff(text: str) -> tuple[str, float]:
         return pair, float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LABEL-LABEL=CUTOFF, got {text!r}") from None
+
+
+def _key_values(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            sys.exit(f"construct_graph.py: error: --descriptor_param: expected KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(text)
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,6 +103,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "entering loss and metrics ('all' for every particle; default: type 0 (A) for bapst, "
         "all otherwise)",
     )
+    parser.add_argument(
+        "--descriptors",
+        nargs="?",
+        const="structure",
+        default=None,
+        metavar="NAME",
+        help="store per-particle structural descriptors as node field 'descriptors' (train.py "
+        "--node_fields descriptors; models ridge, glassmlp): the set NAME (default when given "
+        "without NAME: structure; see glassgnn/descriptors.py); default: none",
+    )
+    parser.add_argument(
+        "--descriptor_param",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override descriptor parameters, e.g. coarse_radii=[1.5,2.2] q_l=[4,6] (values read as "
+        "YAML; defaults follow the data's length scale and are recorded in the manifest)",
+    )
     parser.add_argument("--output_dir", required=True, help="dataset directory to write")
     parser.add_argument("--num_workers", type=int, default=1, help="processes reading files in parallel")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
@@ -101,6 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     mask_types = "all" if args.mask_types == ["all"] else args.mask_types
+    if args.descriptor_param and not args.descriptors:
+        sys.exit("construct_graph.py: error: --descriptor_param needs --descriptors")
+    descriptors = None
+    if args.descriptors:
+        descriptors = {"name": args.descriptors, **_key_values(args.descriptor_param)}
     params = {
         "format": args.format,
         "cutoff": args.cutoff,
@@ -112,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mask_types": mask_types,
         "graph_target": args.graph_target,
         "graph_target_csv": args.graph_target_csv,
+        "descriptors": descriptors,
     }
     if args.graph_target_csv and not args.graph_target:
         sys.exit("construct_graph.py: error: --graph_target_csv needs --graph_target NAME")
@@ -130,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"graph targets {manifest['graph_target_names']}, "
             f"train mean/std {manifest['graph_normalisation']}"
         )
+    if manifest["descriptor_names"]:
+        count, params = len(manifest["descriptor_names"]), manifest["graph"]["descriptors"]
+        print(f"descriptors: {count} per particle, parameters {params}")
     print(f"wrote {args.output_dir}")
     return manifest
 

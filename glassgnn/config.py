@@ -35,6 +35,7 @@ SCHEDULERS = ("none", "step", "plateau", "cosine")
 AUGMENTS = ("none", "cubic", "rotation")
 TYPE_ENCODINGS = ("onehot", "scalar")
 TASKS = ("node", "graph")
+BASELINES = ("none", "ridge")
 # Selection metrics and whether larger is better.
 SELECTION_METRICS = {
     "pearson": True,
@@ -55,6 +56,8 @@ RUNTIME_KEYS = (
     "reuse_freed_memory",
 )
 SET_FROM_DATA = ("in_dim", "out_dim")
+# Keys that bound a run's length: --resume may raise them to continue a finished run.
+BUDGET_KEYS = ("max_epoch", "max_time", "max_cpu_time", "patience")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -78,6 +81,12 @@ class TrainConfig:
     max_time: float = _f(
         0.0, "stop after this many seconds of training, at an evaluation (0: no limit)", minimum=0.0
     )
+    max_cpu_time: float = _f(
+        0.0,
+        "stop after this many seconds of this process's CPU time, at an evaluation (0: no limit); "
+        "the budget of bench/bench_accuracy.py, which does not depend on other jobs' load",
+        minimum=0.0,
+    )
     learning_rate: float = _f(1e-3, "Adam learning rate", minimum=0.0)
     weight_decay: float = _f(0.0, "Adam weight decay (L2)", minimum=0.0)
     amsgrad: bool = _f(False, "use the AMSGrad variant of Adam")
@@ -87,6 +96,24 @@ class TrainConfig:
     lr_gamma: float = _f(0.5, "step/plateau schedule: decay factor", minimum=0.0)
     lr_patience: int = _f(10, "plateau schedule: evaluations without improvement before decay", minimum=0)
     min_lr: float = _f(0.0, "plateau/cosine schedule: lowest learning rate", minimum=0.0)
+    warmup_epochs: int = _f(
+        0,
+        "raise the learning rate linearly from 1/(warmup_epochs+1) of it over this many epochs "
+        "(none/step/cosine schedules; the cosine decays over the epochs after it)",
+        minimum=0,
+    )
+    train_eval_graphs: int = _f(
+        0,
+        "evaluate train metrics on this many training graphs (a fixed sample drawn with the seed; "
+        "0: all): evaluation costs less, selection is on val anyway",
+        minimum=0,
+    )
+    baseline: str = _f(
+        "none",
+        "ridge: start from the descriptor floor -- the model's output is added to a ridge fit "
+        "on the node inputs (closed form, strength chosen on val) through a gate that starts at 0",
+        choices=BASELINES,
+    )
     selection_metric: str = _f("pearson", "validation metric for selection", choices=tuple(SELECTION_METRICS))
     task: str | None = _f(
         None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dgl
 import torch
 
@@ -9,12 +11,34 @@ from glassgnn import schema
 
 TYPE_ENCODINGS = ("onehot", "scalar")
 
+#: Per extra field: train-split mean and std, each [m] (the manifest's ``field_normalisation``).
+FieldStats = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def field_stats(
+    manifest: dict, names: list[str] | tuple[str, ...]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Standardisation of the extra fields ``names`` from the manifest's ``field_normalisation``.
+
+    Datasets written before fields were standardised have no statistics: their fields
+    enter the model as stored (an empty result for them).
+    """
+    stored = manifest.get("field_normalisation", {})
+    out = {}
+    for name in names:
+        if name in stored:
+            mean = torch.tensor(stored[name]["mean"], dtype=torch.float32)
+            std = torch.tensor(stored[name]["std"], dtype=torch.float32)
+            out[name] = (mean, std)
+    return out
+
 
 def node_features(
     graph: dgl.DGLGraph,
     num_types: int,
     type_encoding: str = "onehot",
     extra_fields: tuple[str, ...] | list[str] = (),
+    stats: FieldStats | None = None,
 ) -> torch.Tensor:
     """The model input of every particle.
 
@@ -24,6 +48,8 @@ def node_features(
         type_encoding: ``"onehot"`` gives T columns; ``"scalar"`` gives the type
             index as one float (as in DeepMind's released Bapst model).
         extra_fields: names of extra per-atom fields (``ndata["x_<name>"]``) to append.
+        stats: per field name, the train-split mean and std ([m] each) to standardise
+            it with (:func:`field_stats`); fields without an entry are appended as stored.
 
     Returns:
         [n_atoms, in_dim] float32 on the graph's device, in_dim =
@@ -41,7 +67,11 @@ def node_features(
         if key not in graph.ndata:
             raise KeyError(f"extra node field {name!r} is not in the graph (has: {sorted(graph.ndata)})")
         value = graph.ndata[key].float()
-        parts.append(value.reshape(value.shape[0], -1))
+        value = value.reshape(value.shape[0], -1)
+        if stats and name in stats:
+            mean, std = stats[name]
+            value = (value - mean.to(value.device)) / std.to(value.device)
+        parts.append(value)
     return torch.cat(parts, dim=1)
 
 

@@ -32,7 +32,8 @@ def prepare_output_dir(path: str | os.PathLike, resume: bool, overwrite: bool) -
 
     Args:
         path: the run directory.
-        resume: continue the unfinished run in ``path`` (needs its last.pt).
+        resume: continue the run in ``path`` from its last.pt (a finished one only when its
+            budget was raised: :func:`glassgnn.training.fit` checks that).
         overwrite: start again even if ``path`` holds a run.
 
     Returns:
@@ -40,11 +41,7 @@ def prepare_output_dir(path: str | os.PathLike, resume: bool, overwrite: bool) -
         (delete it with :func:`discard_old` once the new run finished), else ``None``.
     """
     path = Path(path)
-    if resume:
-        if (path / RESULTS).exists():
-            raise OutputExistsError(
-                f"{path} holds a finished run; nothing to resume (--overwrite starts again)"
-            )
+    if resume:  # a finished run continues only with a larger budget (glassgnn.training checks)
         if not (path / LAST).is_file() or not (path / CONFIG).is_file():
             raise FileNotFoundError(f"{path}: no unfinished run to resume ({LAST} or {CONFIG} missing)")
         return None

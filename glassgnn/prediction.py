@@ -27,7 +27,7 @@ import tqdm
 from glassgnn import schema
 from glassgnn.compile import should_compile
 from glassgnn.dataset import check_params
-from glassgnn.dataset.build import apply_type_map, build_records, graph_labels
+from glassgnn.dataset.build import build_records, finish_graphs, graph_labels
 from glassgnn.metrics import graph_metrics, grouped_metrics
 from glassgnn.run import Run, type_names
 
@@ -89,8 +89,8 @@ def predict_files(
         if i == 0:
             _maybe_compile(run, compile, len(records) * len(paths))
         labels = graph_labels([record for _, record in records], params)
+        finish_graphs(records, run.manifest["type_map"], params)
         for j, (graph, record) in enumerate(records):
-            apply_type_map(graph, record, run.manifest["type_map"])
             row = {"record": record, "pred": run.predict(graph).cpu().numpy()}
             if run.task == "graph":
                 if schema.GRAPH_TARGET in labels:

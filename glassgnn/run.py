@@ -24,7 +24,8 @@ from torch import nn
 from glassgnn import schema
 from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import defaults, load_resolved
-from glassgnn.features import node_features
+from glassgnn.features import field_stats, node_features
+from models.baseline import RidgeBaseline
 from models.models import build_model
 from models.readout import build_graph_level_model
 
@@ -53,13 +54,17 @@ def target_columns(manifest: dict, target: str | None, task: str = "node") -> li
 def build_network(config: dict) -> nn.Module:
     """The untrained network of a resolved run configuration (``model_name``, ``model``, ``task``).
 
-    Node task: the registered model. Graph task: a model that pools itself (``cgcnn``
+    Node task: the registered model (with ``baseline: ridge``, wrapped in
+    :class:`models.baseline.RidgeBaseline`). Graph task: a model that pools itself (``cgcnn``
     with ``pooling`` other than none) as it is; any other registered model wrapped by
     :func:`models.readout.build_graph_level_model` with the configuration's ``readout``.
     """
     name, hparams = config["model_name"], config["model"]
     if (config.get("task") or "node") == "node" or hparams.get("pooling", "none") != "none":
-        return build_model(name, hparams)
+        network = build_model(name, hparams)
+        if config.get("baseline", "none") == "ridge":
+            return RidgeBaseline(network, hparams["in_dim"], hparams["out_dim"])
+        return network
     return build_graph_level_model(name, hparams, config.get("readout") or {})
 
 
@@ -95,9 +100,9 @@ class Run:
 
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Model input of ``graph``'s particles, [n_atoms, in_dim], on the graph's device."""
-        return node_features(
-            graph, self.manifest["num_types"], self.config["type_encoding"], self.config["node_fields"]
-        )
+        fields = self.config["node_fields"]
+        stats = field_stats(self.manifest, fields)
+        return node_features(graph, self.manifest["num_types"], self.config["type_encoding"], fields, stats)
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """The learned target columns of ``graph`` in original units, [n_atoms, k] (node runs).

@@ -13,6 +13,9 @@ Node data (``graph.ndata``)
     ``TARGET`` float32 [n_atoms, k]   per-particle targets (k columns, names in the manifest)
     ``MASK``  bool   [n_atoms]        particles that enter the loss and the metrics
     ``EXTRA_PREFIX + name`` float32 [n_atoms] or [n_atoms, m]  optional extra per-atom fields
+    ``EXTRA_PREFIX + DESCRIPTORS`` float32 [n_atoms, d]  structural descriptors
+                                         (``construct_graph.py --descriptors``; parameters,
+                                         column names and train statistics in the manifest)
 
 Edge data (``graph.edata``)
     ``DISP``  float32 [n_edges, 3]    r_dst - r_src under the minimum-image convention
@@ -33,6 +36,7 @@ POS = "pos"  # (n_atoms, 3) float32, wrapped into the cell
 TARGET = "y"  # (n_atoms, k) float32
 MASK = "mask"  # (n_atoms,) bool
 EXTRA_PREFIX = "x_"  # extra per-atom fields: ndata["x_pot"], ...
+DESCRIPTORS = "descriptors"  # extra field name: ndata["x_descriptors"], (n_atoms, d) float32
 
 DISP = "disp"  # (n_edges, 3) float32, r_dst - r_src, minimum image
 DIST = "dist"  # (n_edges, 1) float32

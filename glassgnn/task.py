@@ -15,7 +15,7 @@ import torch
 
 from glassgnn import schema
 from glassgnn.config import TASKS, ConfigError
-from glassgnn.features import feature_dim, node_features
+from glassgnn.features import feature_dim, field_stats, node_features
 from glassgnn.run import TARGET_KEYS, target_columns, type_names
 
 
@@ -92,7 +92,15 @@ class Task:
         extra = manifest.get("extra_fields", {})
         missing = [name for name in self.node_fields if name not in extra]
         if missing:
-            raise ConfigError(f"node_fields: {missing} not in the dataset's extra_fields {sorted(extra)}")
+            hint = (
+                "; build the dataset with construct_graph.py --descriptors"
+                if schema.DESCRIPTORS in missing
+                else ""
+            )
+            raise ConfigError(
+                f"node_fields: {missing} not in the dataset's extra_fields {sorted(extra)}{hint}"
+            )
+        self.field_stats = field_stats(manifest, self.node_fields)
         self.in_dim = feature_dim(self.num_types, self.type_encoding, [extra[n] for n in self.node_fields])
         self.out_dim = len(self.columns)
 
@@ -113,9 +121,16 @@ class Task:
             out[split] = values
         return out
 
+    def add_subset(self, name: str, split: str, ids: list[int]) -> None:
+        """Register graphs ``ids`` of ``split`` as a split of their own, ``name`` (e.g. the sample
+        of training graphs evaluated every epoch); evaluation treats it like any split."""
+        self.graphs[name] = [self.graphs[split][i] for i in ids]
+        if self.level == "graph":
+            self.graph_targets[name] = self.graph_targets[split][torch.as_tensor(ids)]
+
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """[n_atoms, in_dim] model input on the graph's device."""
-        return node_features(graph, self.num_types, self.type_encoding, self.node_fields)
+        return node_features(graph, self.num_types, self.type_encoding, self.node_fields, self.field_stats)
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """[n_atoms, k] learned per-particle targets in original units (node task)."""

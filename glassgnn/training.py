@@ -28,7 +28,9 @@ from torch.utils.data import DataLoader
 from glassgnn import distributed, outputs, plots, schema
 from glassgnn.augment import augment_graph
 from glassgnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from glassgnn.closed_form import fit_ridge
 from glassgnn.config import (
+    BUDGET_KEYS,
     RUNTIME_KEYS,
     SELECTION_METRICS,
     ConfigError,
@@ -39,10 +41,11 @@ from glassgnn.config import (
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
-from glassgnn.fileio import write_json, write_text
+from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.metrics import METRICS
 from glassgnn.run import build_network
 from glassgnn.task import Task
+from models.models import get_entry
 
 LOG = outputs.LOGGER
 
@@ -94,44 +97,91 @@ def _better(value: float, best: float | None, maximise: bool) -> bool:
 
 
 def _stop_reason(loop: dict, cfg: dict, epoch: int, elapsed: float) -> str | bool:
-    """Why training stops after this evaluation (a truthy message), or False."""
+    """Why training stops after this evaluation (a truthy message), or False.
+
+    ``elapsed`` is the wall time of training; the CPU time is ``loop["cpu_elapsed"]``.
+    """
     if loop["bad_evals"] >= cfg["patience"]:
         return f"early stop, {loop['bad_evals']} evaluations without validation improvement"
     if epoch == cfg["max_epoch"]:
         return "max_epoch reached"
     if 0 < cfg["max_time"] <= elapsed:
         return f"max_time {cfg['max_time']:g} s reached"
+    if 0 < cfg["max_cpu_time"] <= loop["cpu_elapsed"]:
+        return f"max_cpu_time {cfg['max_cpu_time']:g} s reached"
     return False
 
 
 def make_optimizer(model, cfg: dict) -> tuple[torch.optim.Optimizer, object | None]:
-    """Adam (AMSGrad optional) and the configured learning-rate schedule (or None)."""
+    """Adam (AMSGrad optional) and the configured learning-rate schedule (or None).
+
+    With ``warmup_epochs`` W > 0 the rate rises linearly from lr/(W+1) to lr over W epochs
+    before the schedule (a cosine then decays over the remaining ``max_epoch - W`` epochs).
+    """
     opt = torch.optim.Adam(
         model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"], amsgrad=cfg["amsgrad"]
     )
-    kind = cfg["scheduler"]
-    if kind == "step":
-        return opt, torch.optim.lr_scheduler.StepLR(opt, cfg["lr_step_size"], cfg["lr_gamma"])
+    kind, warmup = cfg["scheduler"], cfg["warmup_epochs"]
     if kind == "plateau":
+        if warmup:
+            raise ConfigError("warmup_epochs cannot be combined with the plateau schedule")
         mode = "max" if SELECTION_METRICS[cfg["selection_metric"]] else "min"
         return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=cfg["lr_gamma"], patience=cfg["lr_patience"], min_lr=cfg["min_lr"]
         )
-    if kind == "cosine":
-        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["max_epoch"], cfg["min_lr"])
-    return opt, None
+    sched = None
+    if kind == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg["lr_step_size"], cfg["lr_gamma"])
+    elif kind == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, _cosine_epochs(cfg), cfg["min_lr"])
+    if not warmup:
+        return opt, sched
+    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / (warmup + 1), total_iters=warmup)
+    if sched is None:
+        return opt, ramp
+    return opt, torch.optim.lr_scheduler.SequentialLR(opt, [ramp, sched], milestones=[warmup])
+
+
+def _cosine_epochs(cfg: dict) -> int:
+    return max(1, cfg["max_epoch"] - cfg["warmup_epochs"])
+
+
+def _retarget_schedule(sched, cfg: dict) -> None:
+    """After --resume with a larger max_epoch: a cosine decays over the new length from where it is."""
+    inner = sched._schedulers if isinstance(sched, torch.optim.lr_scheduler.SequentialLR) else [sched]
+    for part in inner:
+        if isinstance(part, torch.optim.lr_scheduler.CosineAnnealingLR):
+            part.T_max = _cosine_epochs(cfg)
 
 
 def _check_resume(out: Path, resolved: dict) -> None:
+    """A resumed run keeps its settings; only runtime keys and larger budgets may differ."""
     saved = yaml.safe_load((out / outputs.CONFIG).read_text())
-    ignore = {*RUNTIME_KEYS, "num_exp"}
+    ignore = {*RUNTIME_KEYS, *BUDGET_KEYS, "num_exp"}
     differ = sorted(
         k for k in set(saved) | set(resolved) if k not in ignore and saved.get(k) != resolved.get(k)
     )
     if differ:
         raise ConfigError(
             f"--resume: {', '.join(differ)} differs from {out / outputs.CONFIG}; a resumed run keeps its "
-            f"settings (only {', '.join(RUNTIME_KEYS)} may change)"
+            f"settings (only {', '.join(RUNTIME_KEYS)} may change, and {', '.join(BUDGET_KEYS)} may grow)"
+        )
+    for key in BUDGET_KEYS:
+        old, new = saved.get(key), resolved.get(key)
+        unlimited_when_zero = key in ("max_time", "max_cpu_time")
+        shrinks = new != 0 and (old == 0 or new < old) if unlimited_when_zero else new < old
+        if old is not None and new != old and shrinks:
+            raise ConfigError(f"--resume: {key} {new} is smaller than the run's {old}; budgets may only grow")
+
+
+def _check_fields(cfg: dict) -> None:
+    """Node inputs a model declares it needs (``required_fields``) must be among ``node_fields``."""
+    needed = getattr(get_entry(cfg["model_name"]).cls, "required_fields", ())
+    missing = [name for name in needed if name not in cfg["node_fields"]]
+    if missing:
+        raise ConfigError(
+            f"{cfg['model_name']} reads the node field(s) {missing}: train with --node_fields "
+            f"{' '.join(needed)} on a dataset built with construct_graph.py --descriptors"
         )
 
 
@@ -168,7 +218,10 @@ def fit(
     info = info or DistInfo()
     out = Path(output_dir)
     device = distributed.local_device(select_device(cfg["device"]), info)
+    _check_fields(cfg)
     task = Task(graphs, manifest, cfg, graph_targets)
+    if task.level == "graph" and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
+        raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
     resolved = {
         **cfg,
         "num_exp": 1,
@@ -181,6 +234,7 @@ def fit(
         old = outputs.prepare_output_dir(out, resume, overwrite)
         if resume:
             _check_resume(out, resolved)
+            write_text(out / outputs.CONFIG, dump(resolved))  # the budget may have grown
         else:
             write_text(out / outputs.CONFIG, dump(resolved))
             write_json(out / schema.MANIFEST, manifest)
@@ -208,23 +262,106 @@ def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo
     }
 
 
+def _closed_form(model_name: str) -> bool:
+    return bool(getattr(get_entry(model_name).cls, "closed_form", False))
+
+
+def _new_loop() -> dict:
+    """Bookkeeping of a run; checkpointed, so --resume continues it exactly."""
+    loop = {"epoch": 0, "best_epoch": 0, "best_value": None, "bad_evals": 0, "stopped": False}
+    return loop | {"history": [], "elapsed": 0.0, "cpu_elapsed": 0.0, "segment": 1}
+
+
+def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo) -> dict:
+    """Load last.pt into the model, optimiser, schedule and RNGs; return the loop state.
+
+    A finished run continues when its budget (``max_epoch``, ``max_time``, ``patience``)
+    was raised: the same seed stream goes on from the last epoch, and metrics.csv
+    numbers the rows of each continuation in its ``segment`` column.
+    """
+    state = load_checkpoint(out / outputs.LAST)  # CPU: RNG states must stay CPU tensors
+    module.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(state["scheduler"])
+        _retarget_schedule(sched, cfg)
+    set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+    loop = {**_new_loop(), **state["loop"]}
+    if loop["stopped"]:
+        reason = _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"])
+        if reason:
+            raise OutputExistsError(
+                f"{out} holds a finished run; nothing to resume ({reason}): raise --max_epoch, "
+                "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"
+            )
+        LOG.info("continuing the finished run (%s) from epoch %d", loop["stopped"], loop["epoch"])
+        loop.update(stopped=False, segment=loop["segment"] + 1)
+    LOG.info("resumed from %s at epoch %d", out / outputs.LAST, loop["epoch"])
+    return loop
+
+
+def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: DistInfo) -> dict:
+    """A closed-form model (``ridge``): one fit, one history row per regularisation strength."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    rows = fit_ridge(module, task, cfg, device, info)
+    loop = _new_loop()
+    best = max(range(len(rows)), key=lambda i: rows[i]["alpha"] == float(module.alpha))
+    value = rows[best][f"val_{cfg['selection_metric']}"]
+    loop.update(epoch=len(rows), best_epoch=best + 1, best_value=value, stopped="closed-form fit")
+    loop["history"] = [
+        {
+            "epoch": i + 1,
+            **row,
+            "time_s": time.perf_counter() - start,
+            "cpu_s": time.process_time() - cpu_start,
+        }
+        for i, row in enumerate(rows)
+    ]
+    LOG.info("ridge: alpha %g selected on val (%s %.4f)", float(module.alpha), cfg["selection_metric"], value)
+    state = {"model": module.state_dict(), "loop": loop, "normalisation": task.normalisation(), "config": cfg}
+    if info.is_main:
+        save_checkpoint(out / outputs.BEST, state)
+        save_checkpoint(out / outputs.LAST, state)
+        outputs.write_metrics_csv(out / "metrics.csv", loop["history"])
+    n_params = sum(p.numel() for p in module.parameters())
+    return _finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - start)
+
+
+def _train_eval_split(task: Task, cfg: dict) -> tuple[str, int]:
+    """The split whose metrics are logged as ``train_*``: all training graphs, or a fixed sample."""
+    graphs = task.graphs["train"]
+    k = cfg["train_eval_graphs"]
+    if k == 0 or k >= len(graphs):
+        return "train", len(graphs)
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    ids = sorted(torch.randperm(len(graphs), generator=generator)[:k].tolist())
+    task.add_subset("train_sample", "train", ids)
+    return "train_sample", k
+
+
 def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
+    # time_s and cpu_s count from here: a baseline fit is part of the run's cost
+    wall_zero, cpu_zero = time.perf_counter(), time.process_time()
     seed_everything(cfg["seed"])
     module = build_network(cfg).to(device)
+    if _closed_form(cfg["model_name"]):
+        return _fit_closed_form(module, task, cfg, out, device, info)
     opt, sched = make_optimizer(module, cfg)
     metric = cfg["selection_metric"]
     maximise = SELECTION_METRICS[metric]
-    loop = {"epoch": 0, "best_epoch": 0, "best_value": None, "bad_evals": 0, "stopped": False}
-    loop |= {"history": [], "elapsed": 0.0}
     if resume:
-        state = load_checkpoint(out / outputs.LAST)  # CPU: RNG states must stay CPU tensors
-        module.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-        loop = state["loop"]
-        LOG.info("resumed from %s at epoch %d", out / outputs.LAST, loop["epoch"])
+        loop = _restore(out, module, opt, sched, cfg, info)
+    else:
+        loop = _new_loop()
+        if cfg["baseline"] == "ridge":
+            rows = fit_ridge(module.ridge, task, cfg, device, info)
+            LOG.info(
+                "baseline ridge: alpha %g, val %s %.4f",
+                float(module.ridge.alpha),
+                metric,
+                max((r[f"val_{metric}"] for r in rows), key=lambda v: v if maximise else -v),
+            )
+    train_split, n_train_eval = _train_eval_split(task, cfg)
     n_params = sum(p.numel() for p in module.parameters())
     LOG.info(
         "model %s: %d parameters on %s, %d process(es)", cfg["model_name"], n_params, device, info.world_size
@@ -233,7 +370,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(module, device_ids=ids)
-    start = time.perf_counter() - loop["elapsed"]
+    start, cpu_start = wall_zero - loop["elapsed"], cpu_zero - loop["cpu_elapsed"]
     first = cfg["max_epoch"] + 1 if loop["stopped"] else loop["epoch"] + 1
     bar = tqdm.tqdm(
         range(first, cfg["max_epoch"] + 1),
@@ -250,12 +387,19 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
         loop["epoch"] = epoch
         if epoch % cfg["eval_interval"] == 0 or epoch == cfg["max_epoch"]:
             row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "epoch_loss": epoch_loss}
-            for s in ("train", "val"):
+            for s, name in ((train_split, "train"), ("val", "val")):
                 result = evaluate(predict_split(module, task, s, cfg["batch_size"], device, info), task, s)
-                row[f"{s}_loss"] = result["loss"]
-                row.update({f"{s}_{m}": headline_of(result, m) for m in METRICS})
+                row[f"{name}_loss"] = result["loss"]
+                row.update({f"{name}_{m}": headline_of(result, m) for m in METRICS})
             value = row[f"val_{metric}"] if metric != "loss" else row["val_loss"]
-            row["time_s"] = time.perf_counter() - start
+            loop["elapsed"] = time.perf_counter() - start
+            loop["cpu_elapsed"] = time.process_time() - cpu_start
+            row.update(
+                time_s=loop["elapsed"],
+                cpu_s=loop["cpu_elapsed"],
+                train_eval_graphs=n_train_eval,
+                segment=loop["segment"],
+            )
             loop["history"].append(row)
             if sched is not None and cfg["scheduler"] == "plateau":
                 sched.step(value)
@@ -264,8 +408,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
                 loop.update(best_epoch=epoch, best_value=value, bad_evals=0)
             else:
                 loop["bad_evals"] += 1
-            loop["stopped"] = _stop_reason(loop, cfg, epoch, time.perf_counter() - start)
-            loop["elapsed"] = time.perf_counter() - start
+            loop["stopped"] = _stop_reason(loop, cfg, epoch, loop["elapsed"])
             state = _state(module, opt, sched, loop, task, cfg, info)
             if info.is_main:
                 if improved:

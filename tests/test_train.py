@@ -53,8 +53,9 @@ def _history(run_dir):
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
     rows = [dict(zip(header, map(float, line.split(",")), strict=True)) for line in lines[1:]]
-    for row in rows:
+    for row in rows:  # clock readings, not results
         row.pop("time_s")
+        row.pop("cpu_s")
     return rows
 
 

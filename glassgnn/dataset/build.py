@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 import dgl
 import numpy as np
 import torch
+from glassgnn.descriptors import DescriptorParams, compute_descriptors
 from tqdm import tqdm
 
 from glassgnn import schema
@@ -41,6 +42,9 @@ DEFAULT_PARAMS = {
     "mask_types": None,  # type labels in loss and metrics, or "all"; None: the reader's default
     "graph_target": None,  # [names] of per-snapshot values stored as graph labels; None: none
     "graph_target_csv": None,  # side table of per-snapshot values (glassgnn.readers.graph_values)
+    # Structural descriptors stored as ndata["x_descriptors"]: every parameter of
+    # glassgnn.descriptors.DescriptorParams (as its to_dict), or None for none.
+    "descriptors": None,
 }
 
 
@@ -73,6 +77,8 @@ def check_params(params: dict) -> dict:
         params["graph_target"] = list(names)
     if params["graph_target_csv"] is not None:
         params["graph_target_csv"] = os.path.abspath(params["graph_target_csv"])
+    if params["descriptors"] is not None:
+        params["descriptors"] = DescriptorParams.from_dict(params["descriptors"]).to_dict()
     return params
 
 
@@ -160,6 +166,11 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         "units": snapshot.units,
         "graph_target": _graph_target_row(snapshot, params["graph_target"], require_target),
     }
+    if params["descriptors"] is not None:
+        # kept until the dataset's type map is known (finish_graphs): descriptors are per species
+        record["positions"] = np.asarray(snapshot.positions, dtype=np.float64)
+    if schema.DESCRIPTORS in record["extra_fields"] and params["descriptors"] is not None:
+        raise ReaderError(snapshot.source, f"has a field named {schema.DESCRIPTORS!r}; rename it")
     return graph, record
 
 
@@ -231,6 +242,29 @@ def apply_type_map(graph: dgl.DGLGraph, record: dict, type_map: dict[str, int]) 
     graph.ndata[schema.TYPE] = lookup[graph.ndata[schema.TYPE]]
 
 
+def finish_graphs(results: list[tuple[dgl.DGLGraph, dict]], type_map: dict[str, int], params: dict) -> None:
+    """Put built graphs in the dataset's type map and attach their descriptors, in place.
+
+    Species-resolved descriptors need the dataset's type indices, so they are computed
+    here, after :func:`apply_type_map`, from the float64 positions the record kept
+    (which are then dropped); ``params["descriptors"]`` is a DescriptorParams dict or None.
+    """
+    for graph, record in results:
+        apply_type_map(graph, record, type_map)
+        positions = record.pop("positions", None)
+        if params["descriptors"] is None:
+            continue
+        values = compute_descriptors(
+            positions,
+            graph.ndata[schema.TYPE].numpy(),
+            record["cell"],
+            len(type_map),
+            DescriptorParams.from_dict(params["descriptors"]),
+        )
+        graph.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS] = torch.from_numpy(values.astype(np.float32))
+        record["extra_fields"] = {**record["extra_fields"], schema.DESCRIPTORS: int(values.shape[1])}
+
+
 def build_graphs(
     paths: list[str],
     graph_params: dict,
@@ -276,8 +310,7 @@ def build_graphs_and_labels(
     results = build_records([str(p) for p in paths], params, num_workers, progress, require_target)
     records = [record for _, record in results]
     type_map = type_map or union_type_map(records)
-    for graph, record in results:
-        apply_type_map(graph, record, type_map)
+    finish_graphs(results, type_map, params)
     return [graph for graph, _ in results], graph_labels(records, params)
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import dgl
 import numpy as np
 import torch
+from glassgnn.descriptors import DescriptorParams, default_params, descriptor_names
 
 from glassgnn import schema
-from glassgnn.dataset.build import apply_type_map, build_records, check_params, graph_labels, union_type_map
+from glassgnn.dataset.build import build_records, check_params, finish_graphs, graph_labels, union_type_map
 from glassgnn.fileio import atomic_directory, sha256, write_json
-from glassgnn.readers import ReaderError
+from glassgnn.readers import ReaderError, read_snapshots
 
 
 def load_manifest(directory: str | os.PathLike) -> dict:
@@ -170,9 +171,9 @@ def construct_dataset(
     ``schema.GRAPH_TARGET`` label, the manifest gets ``"task": "graph"``,
     ``"graph_target_names"`` and ``"graph_normalisation"`` (train graphs only).
     """
-    params = check_params(params)
     if not splits.get("train"):
         raise ValueError("the train split has no input file")
+    params = check_params(resolve_descriptors(params, splits["train"][0]))
     if val_fraction and splits.get("val"):
         raise ValueError("give either --val files or --val_fraction, not both")
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
@@ -187,6 +188,8 @@ def construct_dataset(
             _check_consistent(everything, key)
         type_map = union_type_map(everything)
         _check_labels(params, type_map)
+        for split in schema.SPLITS:
+            finish_graphs(built[split], type_map, params)
         first = everything[0]
         target_names = first["target_names"]
         train_targets = _masked_targets([g for g, _ in built["train"]], len(target_names))
@@ -212,6 +215,14 @@ def construct_dataset(
                 "std": np.where(graph_std > 0, graph_std, 1.0).tolist(),
             },
             "extra_fields": first["extra_fields"],
+            "field_normalisation": _field_normalisation(
+                [g for g, _ in built["train"]], first["extra_fields"]
+            ),
+            "descriptor_names": (
+                descriptor_names(len(type_map), DescriptorParams.from_dict(params["descriptors"]))
+                if params["descriptors"]
+                else []
+            ),
             "units": first["units"],
             "graph": {**params, "target": first["target"], "mask_types": first["mask_types"]},
             "splits": {},
@@ -221,8 +232,6 @@ def construct_dataset(
         for split in schema.SPLITS:
             graphs = [graph for graph, _ in built[split]]
             records = [record for _, record in built[split]]
-            for graph, record in built[split]:
-                apply_type_map(graph, record, type_map)
             _save_split(tmp / schema.split_file(split), graphs, records, params)
             keep = ("source", "frame", "num_nodes", "num_edges", "isolated", "wrapped")
             manifest["splits"][split] = {
@@ -237,6 +246,40 @@ def construct_dataset(
         manifest["inputs"] = [{"path": os.path.abspath(path), "sha256": sha256(path)} for path in sources]
         write_json(tmp / schema.MANIFEST, manifest)
     return manifest
+
+
+def resolve_descriptors(params: dict, first_train_file: str) -> dict:
+    """``params`` with a descriptor set given by name resolved to all its parameters.
+
+    ``params["descriptors"]`` may be None, a set name (``"structure"``), or a mapping
+    with ``"name"`` and overrides of some parameters; the defaults of the others come
+    from the length scale of the first frame of ``first_train_file``
+    (:func:`glassgnn.descriptors.default_params`). A complete mapping (a manifest's) is
+    kept as it is.
+    """
+    spec = params.get("descriptors")
+    if spec is None:
+        return params
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    overrides = {key: value for key, value in spec.items() if key != "name"}
+    if set(overrides) == set(DescriptorParams.__dataclass_fields__) - {"name"}:
+        return params
+    first = read_snapshots(first_train_file, params.get("format", "auto"), params.get("time_index"))[0]
+    resolved = default_params(first.positions, first.cell, spec.get("name", "structure"), **overrides)
+    return {**params, "descriptors": resolved.to_dict()}
+
+
+def _field_normalisation(graphs: list[dgl.DGLGraph], widths: dict[str, int]) -> dict:
+    """Train-split mean and std of every extra per-atom field over all particles (inputs are
+    standardised with them: glassgnn.features.field_stats). A constant column keeps scale 1."""
+    out = {}
+    for name in widths:
+        values = torch.cat([g.ndata[schema.EXTRA_PREFIX + name].reshape(g.num_nodes(), -1) for g in graphs])
+        values = values.double().numpy()
+        std = values.std(axis=0)
+        out[name] = {"mean": values.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+    return out
 
 
 def _graph_targets(records: list[dict], width: int) -> np.ndarray:
