@@ -1,0 +1,222 @@
+"""Descriptors through the pipeline: construct_graph.py --descriptors, the ridge floor in closed
+form, descriptor inputs to a graph network (with the ridge baseline), the training recipe
+(warm-up, a sampled train evaluation) and continuing a finished run with a larger budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import construct_graph
+import predict
+import train
+from glassgnn import schema
+from glassgnn.dataset import build_graphs, load_manifest, load_split
+from glassgnn.descriptors import DescriptorParams, compute_descriptors
+from glassgnn.experiments import load_dataset
+from glassgnn.graph import build_graph
+from glassgnn.run import load_run
+from glassgnn.training import fit
+from models.ridge import NormalEquations
+
+BOX = 7.0
+# Small cells need explicit lengths: the defaults (3 mean spacings) exceed half of a 7-unit box.
+PARAMS = [
+    "shell_start=0.6",
+    "shell_stop=2.2",
+    "shell_step=0.2",
+    "shell_width=0.2",
+    "q_l=[4,6]",
+    "q_cutoff=1.4",
+    "coarse_radii=[1.4,2.2]",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _write_config(path, seed: int, n_atoms: int = 160):
+    """Random binary configuration; target = neighbours within 1.1 + 0.5 type + noise."""
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform(0, BOX, (n_atoms, 3))
+    types = (rng.random(n_atoms) < 0.3).astype(np.int64)
+    coordination = build_graph(positions, types, np.full(3, BOX), 1.1).in_degrees().numpy()
+    target = coordination + 0.5 * types + 0.1 * rng.standard_normal(n_atoms)
+    np.savez(path, positions=positions, types=types + 1, box=np.full(3, BOX), y=target)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("desc")
+    files = [_write_config(root / f"c{i}.npz", i) for i in range(8)]
+    out = root / "ds"
+    construct_graph.main(
+        ["--train", *map(str, files[:4]), "--val", *map(str, files[4:6]), "--test", *map(str, files[6:])]
+        + ["--target", "y", "--cutoff", "1.5", "--descriptors", "--descriptor_param", *PARAMS]
+        + ["--output_dir", str(out)]
+    )
+    return out, files
+
+
+def test_ridge_solution_equals_numpy_least_squares():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((200, 7)), rng.standard_normal((200, 2))
+    equations = NormalEquations(7, 2)
+    equations.add(torch.from_numpy(x[:120]), torch.from_numpy(y[:120]))
+    equations.add(torch.from_numpy(x[120:]), torch.from_numpy(y[120:]))
+    for alpha, (weight, bias) in zip([0.0, 3.0], equations.solve([0.0, 3.0]), strict=True):
+        # ridge with an unpenalised intercept: centre, then least squares on [X; sqrt(alpha) I]
+        xc, yc = x - x.mean(0), y - y.mean(0)
+        a = np.vstack([xc, np.sqrt(alpha) * np.eye(7)])
+        b = np.vstack([yc, np.zeros((7, 2))])
+        expected = np.linalg.lstsq(a, b, rcond=None)[0]
+        np.testing.assert_allclose(weight.numpy(), expected, atol=1e-10)
+        np.testing.assert_allclose(bias.numpy(), y.mean(0) - x.mean(0) @ expected, atol=1e-10)
+
+
+def test_descriptors_are_stored_recorded_and_rebuilt_identically(dataset):
+    out, files = dataset
+    manifest = load_manifest(out)
+    params = DescriptorParams.from_dict(manifest["graph"]["descriptors"])
+    assert params.coarse_radii == (1.4, 2.2) and params.q_l == (4, 6)
+    width = manifest["extra_fields"][schema.DESCRIPTORS]
+    assert len(manifest["descriptor_names"]) == width
+    assert len(manifest["field_normalisation"][schema.DESCRIPTORS]["mean"]) == width
+    stored = load_split(out, "test")[0].ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS]
+    data = np.load(files[6])
+    expected = compute_descriptors(data["positions"], data["types"] - 1, data["box"], 2, params)
+    np.testing.assert_allclose(stored.numpy(), expected.astype(np.float32))
+    # predict.py's path: the manifest's graph parameters on the same file
+    rebuilt = build_graphs([files[6]], manifest["graph"], manifest["type_map"])[0]
+    assert torch.equal(rebuilt.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS], stored)
+
+
+def test_ridge_selects_on_validation_and_predict_rebuilds_its_inputs(dataset, tmp_path):
+    out, files = dataset
+    run = tmp_path / "ridge"
+    results = train.main(["--model_name", "ridge", "--dataset_dir", str(out), "--output_dir", str(run)])
+    rows = [json.loads(json.dumps(r)) for r in _rows(run / "metrics.csv")]
+    best = max(rows, key=lambda r: r["val_pearson"])
+    assert results["best_epoch"] == int(best["epoch"])
+    assert results["selection"]["split"] == "val"
+    assert results["metrics"]["val"]["y"]["all"]["pearson"] > 0.8  # the target is structural
+    loaded = load_run(run)
+    prediction = predict.main(
+        ["--run_dir", str(run), "--input", str(files[6]), "--output", str(tmp_path / "p.npz")]
+    )
+    assert prediction is not None
+    arrays = np.load(tmp_path / "p.npz")
+    graph = load_split(out, "test")[0]
+    np.testing.assert_allclose(arrays["pred"], loaded.predict(graph).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_descriptor_models_refuse_a_dataset_without_descriptors(tmp_path, capsys):
+    files = [_write_config(tmp_path / f"c{i}.npz", i, 60) for i in range(2)]
+    out = tmp_path / "plain"
+    construct_graph.main(
+        ["--train", str(files[0]), "--val", str(files[1]), "--target", "y"]
+        + ["--cutoff", "1.5", "--output_dir", str(out)]
+    )
+    capsys.readouterr()
+    for model in ("ridge", "glassmlp"):
+        with pytest.raises(SystemExit):
+            train.main(
+                ["--model_name", model, "--dataset_dir", str(out), "--output_dir", str(tmp_path / model)]
+            )
+        err = capsys.readouterr().err
+        assert "construct_graph.py --descriptors" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / model).exists()
+
+
+def _rows(path):
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, map(float, line.split(",")), strict=True)) for line in lines[1:]]
+
+
+def _cfg(out, **kw):
+    from glassgnn.config import resolve
+
+    base = {
+        "model_name": "schnet",
+        "dataset_dir": str(out),
+        "node_fields": ["descriptors"],
+        "save_results": False,
+        "batch_size": 2,
+    }
+    cfg = resolve({**base, **kw}, None)
+    cfg["model"] = {"hidden_dim": 8, "num_filters": 8, "num_interactions": 2, "cutoff": 1.5}
+    return cfg
+
+
+def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(dataset, tmp_path):
+    out, _ = dataset
+    data = load_dataset(out)
+    cfg = _cfg(out, baseline="ridge", max_epoch=6, eval_interval=2, learning_rate=3e-3)
+    ridge = fit({**cfg, "model_name": "ridge", "model": {}, "baseline": "none"}, *data, tmp_path / "ridge")
+    full = fit(cfg, *data, tmp_path / "full")
+    start = load_run(tmp_path / "full")
+    assert start.model.ridge.alpha == load_run(tmp_path / "ridge").model.alpha  # same fit, same choice
+    assert (
+        full["metrics"]["val"]["y"]["all"]["pearson"] >= ridge["metrics"]["val"]["y"]["all"]["pearson"] - 0.02
+    )
+
+    def interrupt(epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, *data, tmp_path / "cut", on_epoch_end=interrupt)
+    resumed = fit(cfg, *data, tmp_path / "cut", resume=True)
+    assert resumed["metrics"] == full["metrics"]
+    for key, value in torch.load(tmp_path / "full" / "last.pt")["model"].items():
+        assert torch.equal(value, torch.load(tmp_path / "cut" / "last.pt")["model"][key])
+
+
+def test_finished_run_continues_with_a_larger_budget_as_if_never_stopped(dataset, tmp_path):
+    out, _ = dataset
+    data = load_dataset(out)
+    long = fit(_cfg(out, max_epoch=6, eval_interval=2), *data, tmp_path / "long")
+    fit(_cfg(out, max_epoch=4, eval_interval=2), *data, tmp_path / "short")
+    with pytest.raises(Exception, match="nothing to resume"):
+        fit(_cfg(out, max_epoch=4, eval_interval=2), *data, tmp_path / "short", resume=True)
+    more = fit(_cfg(out, max_epoch=6, eval_interval=2), *data, tmp_path / "short", resume=True)
+    assert more["metrics"] == long["metrics"]
+    rows = _rows(tmp_path / "short" / "metrics.csv")
+    assert [r["segment"] for r in rows] == [1, 1, 2]
+    for key, value in torch.load(tmp_path / "long" / "last.pt")["model"].items():
+        assert torch.equal(value, torch.load(tmp_path / "short" / "last.pt")["model"][key])
+    with pytest.raises(Exception, match="budgets may only grow"):
+        fit(_cfg(out, max_epoch=3, eval_interval=2), *data, tmp_path / "short", resume=True)
+
+
+def test_warmup_then_cosine_and_a_sampled_train_evaluation(dataset, tmp_path):
+    out, _ = dataset
+    data = load_dataset(out)
+    cfg = _cfg(
+        out,
+        model_name="glassmlp",
+        max_epoch=8,
+        warmup_epochs=3,
+        scheduler="cosine",
+        learning_rate=1e-2,
+        train_eval_graphs=1,
+    )
+    cfg["model"] = {}
+    fit(cfg, *data, tmp_path / "run")
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    lr = [r["lr"] for r in rows]  # after each epoch's schedule step: epochs 1..8
+    assert lr[:3] == pytest.approx([1e-2 * (k + 1) / 4 + 0 for k in range(1, 4)][:3], rel=1e-6)
+    assert lr[2] == pytest.approx(1e-2)
+    cosine = [1e-2 * 0.5 * (1 + np.cos(np.pi * k / 5)) for k in range(1, 6)]
+    assert lr[3:] == pytest.approx(cosine, rel=1e-6, abs=1e-12)
+    assert all(r["train_eval_graphs"] == 1 for r in rows)
