@@ -43,6 +43,7 @@ from glassgnn.fileio import write_json, write_text
 from glassgnn.metrics import METRICS
 from glassgnn.run import build_network
 from glassgnn.task import Task
+from models.contract import Ability
 
 LOG = outputs.LOGGER
 
@@ -290,6 +291,8 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
             LOG.info("stopped at epoch %d: %s", epoch, loop["stopped"])
             break
     bar.close()
+    if module.supports(Ability.TRAINING_CACHE):
+        module.release_cache()  # training is over: the final evaluation needs none of it
     distributed.barrier(info)
     return _finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - start)
 
