@@ -187,7 +187,12 @@ class Bapst(GlassModel):
 
     @property
     def num_message_passing(self) -> int:
-        return self.config.num_steps
+        """Hops a particle's output depends on: ``num_steps`` with sequential updates; one less
+        with parallel ones (the first node update reads only the encoded edges into the particle,
+        not its neighbours' latents), but at least 1."""
+        if self.sequential:
+            return self.config.num_steps
+        return max(self.config.num_steps - 1, 1)
 
     def use_compiled(self, enabled: bool = True) -> None:
         """Run the fast path compiled by ``torch.compile`` (or eagerly again), also when the
