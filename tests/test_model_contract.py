@@ -15,6 +15,8 @@ import torch
 
 from glassgnn import explanation as ex
 from glassgnn import pgexplainer as pg
+from glassgnn.config import resolve
+from glassgnn.training import fit
 from models.contract import (
     Ability,
     GlassModel,
@@ -24,7 +26,9 @@ from models.contract import (
     check_values,
 )
 from models.models import get_entry, model_names
-from tests.model_testing import small_model, synthetic
+from models.symgnn import SymGNN
+from tests.model_testing import SMALL, small_model, synthetic
+from tests.synthetic import synthetic_manifest, synthetic_splits
 
 MODELS = model_names()
 
@@ -154,6 +158,23 @@ def test_training_cache_is_released_and_never_changes_an_output(name):
         assert models[0].layers[0].activations.buffer is not None
         models[0].release_cache()
         assert all(layer.activations.buffer is None for layer in models[0].layers)
+
+
+def test_the_training_loop_releases_the_training_cache_when_training_ends(tmp_path, monkeypatch):
+    graphs = synthetic_splits()
+    seen = []
+    release = SymGNN.release_cache
+
+    def spy(self):
+        seen.append(self.layers[0].activations.buffer is not None)  # filled by the training steps
+        release(self)
+
+    monkeypatch.setattr(SymGNN, "release_cache", spy)
+    cfg = {"model_name": "symgnn", "dataset_dir": "unused", "node_fields": ["cn"], "save_results": False}
+    cfg = resolve({**cfg, "max_epoch": 1, "batch_size": 8}, None)
+    cfg["model"].update(SMALL["symgnn"])
+    fit(cfg, graphs, synthetic_manifest(graphs), tmp_path / "run")
+    assert seen == [True]
 
 
 def _check_explanations(model: GlassModel, graph, feat, nodes, explanations) -> None:
