@@ -15,6 +15,8 @@ about a model is discovered by probing its attributes: it states
 
 The first three are class attributes or, when they depend on the config, properties;
 ``abilities`` is one frozenset per class (what a model can do does not depend on its config).
+:class:`models.readout.GraphLevelModel`, which wraps a registered model, takes its
+declarations from the model it wraps.
 :func:`models.models.register_model` checks the declarations when the model's file
 is imported (:func:`check_declarations`) and :func:`models.models.build_model` checks
 the values of the built model (:func:`check_values`).
