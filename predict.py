@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glassgnn.compile import COMPILE_MODES
 from glassgnn.dataset import expand_globs
 from glassgnn.devices import DeviceError, flush_denormals, select_device
 from glassgnn.fileio import OutputExistsError, write_json, write_text
@@ -30,6 +29,7 @@ from glassgnn.outputs import write_npz
 from glassgnn.prediction import csv_text, graph_params, predict_files, set_threads
 from glassgnn.readers import FORMATS, ReaderError
 from glassgnn.run import load_run
+from models.compile import COMPILE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ atoms and 21,000 edges (40,000 in the induced subgraph the reference explains).
 The measured call is explain.py's own per-particle analysis
 (:func:`glassgnn.explain_pipeline.explain_particles`: GNNExplainer with the frozen,
 memoised model on batches of particles, each SchNet block on the DGL block of the
-particles it must update, :class:`glassgnn.frozen_model.MaskedFilterConv`; fidelity,
+particles it must update, :class:`models.masked_conv.MaskedFilterConv`; fidelity,
 unwrapping, alpha persistence, representative cycles, participation), on particles
 picked as ``--select center`` picks them. The plain path beside it is the same
 GNNExplainer epoch as DGL's ``explain_node`` runs it: parameters not frozen (so SchNet

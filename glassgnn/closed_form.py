@@ -1,12 +1,15 @@
-"""Closed-form ridge fits: the ``ridge`` model, and the floor under ``baseline: ridge``.
+"""Closed-form fits (``Ability.CLOSED_FORM_FIT``): the ``ridge`` model, and the floor under
+``baseline: ridge``.
 
-The fit reads the same node inputs and standardised targets as gradient training
-(:class:`glassgnn.task.Task`) over the masked training particles, solves for every
-strength of the model's ``alphas`` and keeps the one whose validation
-``selection_metric`` is best: selection on validation only, like every run.
+The model reads the same node inputs and standardised targets as gradient training
+(:class:`glassgnn.task.Task`) over the masked training particles, tries each of its
+candidate settings and keeps the one whose validation ``selection_metric`` is best:
+selection on validation only, like every run.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 
@@ -15,43 +18,41 @@ from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.metrics import METRICS
 from glassgnn.task import Task
-from models.ridge import NormalEquations, Ridge
+from models.contract import GlassModel
 
 
-def normal_equations(task: Task, in_dim: int, device: torch.device) -> NormalEquations:
-    """Normal equations of the masked training particles (inputs and standardised targets)."""
-    equations = NormalEquations(in_dim, len(task.columns))
+def training_rows(task: Task, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per training graph: inputs [n_masked, in_dim] and standardised targets [n_masked, k]."""
     for graph in task.graphs["train"]:
         graph = graph.to(device)
         target, mask = task.batch_targets(graph, "train", [0])
-        equations.add(task.features(graph)[mask], target[mask])
-    return equations
+        yield task.features(graph)[mask], target[mask]
 
 
-def fit_ridge(ridge: Ridge, task: Task, cfg: dict, device: torch.device, info: DistInfo) -> list[dict]:
-    """Fit ``ridge`` for each of its alphas, keep the best on validation; one history row per alpha.
+def fit_closed_form(model: GlassModel, task: Task, cfg: dict, device, info: DistInfo) -> list[dict]:
+    """Fit ``model`` in closed form, selected on validation; one history row per candidate.
 
     Returns:
-        Rows ``{"alpha", "train_loss", "train_<metric>", ..., "val_<metric>", ...}`` in the
-        order of the alphas tried; the model holds the selected solution afterwards.
+        Rows ``{<setting>: value, "train_loss", "train_<metric>", ..., "val_<metric>", ...}``
+        in the order the model tried its settings; the model holds the selected one afterwards.
     """
     if task.level != "node":
-        raise ValueError("ridge fits per-particle targets only (task node)")
+        raise ValueError("closed-form fits learn per-particle targets only (task node)")
     metric = cfg["selection_metric"]
-    maximise = SELECTION_METRICS[metric]
-    rows, best = [], None
-    for alpha, weight, bias in ridge.solutions(normal_equations(task, ridge.linear.in_features, device)):
-        ridge.set_solution(alpha, weight, bias)
-        row: dict = {"alpha": alpha}
+    sign = 1.0 if SELECTION_METRICS[metric] else -1.0
+    rows: list[dict] = []
+
+    def score() -> float:
+        row: dict = {}
         for split in ("train", "val"):
-            result = evaluate(predict_split(ridge, task, split, cfg["batch_size"], device, info), task, split)
+            result = evaluate(predict_split(model, task, split, cfg["batch_size"], device, info), task, split)
             row[f"{split}_loss"] = result["loss"]
             row.update({f"{split}_{m}": headline_of(result, m) for m in METRICS})
         rows.append(row)
-        value = row[f"val_{metric}"]
-        if value == value and (best is None or (value > best[0] if maximise else value < best[0])):
-            best = (value, alpha, weight, bias)
-    if best is None:
-        raise ValueError(f"ridge: validation {metric} is NaN for every alpha")
-    ridge.set_solution(*best[1:])
-    return rows
+        return sign * (row["val_loss"] if metric == "loss" else row[f"val_{metric}"])
+
+    tried = model.fit_closed_form(training_rows(task, device), score)
+    return [
+        {**{k: v for k, v in setting.items() if k != "score"}, **row}
+        for setting, row in zip(tried, rows, strict=True)
+    ]

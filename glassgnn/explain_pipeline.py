@@ -32,7 +32,6 @@ from glassgnn.explanation import (
     explain_gnnexplainer,
     explain_graph_prediction,
     fidelity,
-    message_passing_depth,
 )
 from glassgnn.fileio import atomic_path, write_json, write_text
 from glassgnn.pgexplainer import PGExplainerSettings, explain_pgexplainer
@@ -154,7 +153,7 @@ def analyse_topology(
 
 def resolve_hops(run, options: ExplainOptions) -> int:
     """``options.num_hops``, or the model's message-passing depth when it is not set."""
-    return options.num_hops or message_passing_depth(run.model, run.config.get("model"))
+    return options.num_hops or run.model.num_message_passing
 
 
 def explain_particles(

@@ -2,7 +2,7 @@
 
 Two explainers, both returning one importance in [0, 1] per edge of the
 explained particle's computation subgraph (:func:`computation_subgraph`: its
-L-hop neighbourhood, L = the model's message-passing depth, so the subgraph
+L-hop neighbourhood, L = the model's declared depth ``num_message_passing``, so the subgraph
 gives exactly the full-graph prediction of that particle):
 
 - GNNExplainer (Ying et al., NeurIPS 2019, arXiv:1903.03894): a soft edge mask and
@@ -23,17 +23,18 @@ optimisation runs with the model's parameters frozen (no parameter gradients,
 and the sub-computations that do not depend on the masks done once, see
 :mod:`glassgnn.frozen_model`) on a batch of particles' subgraphs at once. The regularisers are summed per
 particle and Adam acts elementwise, so a batch gives the same masks as one
-particle at a time (tested). A model that offers ``forward_layers`` runs each layer
+particle at a time (tested). A model that declares ``Ability.LAYERS`` runs each layer
 on only the edges that layer needs (:func:`layer_edge_ids`; same masks, tested), and
-updates only the particles it must when it also takes DGL blocks (``accepts_blocks``,
+updates only the particles it must when it also takes DGL blocks (``Ability.BLOCKS``,
 :func:`layer_blocks`; SchNet, whose frozen convolution is
-:class:`glassgnn.frozen_model.MaskedFilterConv`).
+:class:`models.masked_conv.MaskedFilterConv`). A model with ``Ability.TRAINING_CACHE``
+is asked to release it first (the explainers need none of its memory).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dgl
@@ -43,31 +44,14 @@ from dgl.nn import GNNExplainer
 from torch import nn
 
 from glassgnn.frozen_model import frozen
-
-# Config keys that give the number of message-passing layers, for models
-# without a ``num_message_passing`` attribute (first match wins).
-DEPTH_KEYS = ("num_message_passing", "num_layers", "n_layers", "num_steps", "n_conv", "num_interactions")
+from models.contract import Ability, GlassModel
 
 
-def message_passing_depth(model: nn.Module, model_config: Mapping | None = None) -> int:
-    """Number of hops a particle's output depends on.
-
-    Taken from ``model.num_message_passing`` when the model defines it, else
-    from the first of :data:`DEPTH_KEYS` present in ``model_config``.
-
-    Raises:
-        ValueError: neither is available (pass ``--num_hops``).
-    """
-    depth = getattr(model, "num_message_passing", None)
-    if depth is None and model_config is not None:
-        depth = next((model_config[k] for k in DEPTH_KEYS if k in model_config), None)
-    if depth is None:
-        raise ValueError(
-            f"cannot tell the message-passing depth of {type(model).__name__}: it has no "
-            f"num_message_passing attribute and its config has none of {', '.join(DEPTH_KEYS)}; "
-            "pass --num_hops"
-        )
-    return int(depth)
+def release_training_cache(model: GlassModel) -> None:
+    """Free what a model keeps between training steps (``Ability.TRAINING_CACHE``), if it keeps any:
+    an explainer never trains it."""
+    if model.supports(Ability.TRAINING_CACHE):
+        model.release_cache()
 
 
 @dataclass
@@ -110,7 +94,7 @@ class GNNExplainerSettings:
         beta2: weight of the mean entropy of the feature mask.
         batch_size: particles optimised together.
         layered: run each message-passing layer on the edges it needs only, when the
-            model offers ``forward_layers`` (see :func:`layer_edge_ids`; same masks).
+            model declares ``Ability.LAYERS`` (see :func:`layer_edge_ids`; same masks).
     """
 
     epochs: int = 300
@@ -152,24 +136,23 @@ def computation_subgraph(graph: dgl.DGLGraph, node: int, num_hops: int) -> tuple
     return pruned, center
 
 
-def with_subgraph_context(model: nn.Module, graph: dgl.DGLGraph) -> dgl.DGLGraph:
+def with_subgraph_context(model: GlassModel, graph: dgl.DGLGraph) -> dgl.DGLGraph:
     """``graph`` carrying the node data the model needs to give its outputs on a subgraph.
 
     A model whose outputs depend on more than the L-hop neighbourhood, e.g. a GCN
     normalised by its neighbours' degrees (set by particles one hop further),
-    declares ``model.subgraph_context(graph) -> {key: [n_atoms, ...] tensor}``; the
-    subgraphs then carry those values, so every explained subgraph gives the
-    full-graph prediction. Other models get ``graph`` itself.
+    declares ``Ability.SUBGRAPH_CONTEXT``: ``model.subgraph_context(graph) -> {key:
+    [n_atoms, ...] tensor}``; the subgraphs then carry those values, so every explained
+    subgraph gives the full-graph prediction. Other models get ``graph`` itself.
 
     Returns:
         ``graph``, or a view of it (``local_var``: the caller's graph is unchanged)
         with the context added to ``ndata``.
     """
-    context = getattr(model, "subgraph_context", None)
-    if context is None:
+    if not model.supports(Ability.SUBGRAPH_CONTEXT):
         return graph
     graph = graph.local_var()
-    graph.ndata.update(context(graph))
+    graph.ndata.update(model.subgraph_context(graph))
     return graph
 
 
@@ -199,7 +182,7 @@ def layer_edge_ids(graph: dgl.DGLGraph, centers: torch.Tensor, num_hops: int) ->
     After layer l (1..L) only the particles within L-l hops upstream of a centre still
     reach a centre's output, so layer l needs only the edges into them: in a 4-hop CuZr
     computation subgraph 21,300, 6,900, 1,200 and 35 edges instead of 4 x 21,300. A
-    model that offers ``forward_layers(graphs, feat, eweights)`` (layer l reads
+    model with ``Ability.LAYERS``, ``forward_layers(graphs, feat, eweights)`` (layer l reads
     ``graphs[l]``: all particles, a subset of the edges with their data, weighted by
     ``eweights[l]``) then gives the centres' outputs exactly, at a fraction of the work.
 
@@ -251,16 +234,15 @@ def layer_blocks(
 
 
 def masked_model(
-    model: nn.Module, batch: dgl.DGLGraph, centers: torch.Tensor, num_hops: int, layered: bool
+    model: GlassModel, batch: dgl.DGLGraph, centers: torch.Tensor, num_hops: int, layered: bool
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``f(feat, edge_mask) -> [n_nodes, out_dim]``, exact at ``centers``: the model on ``batch``,
     or layer by layer on the edges each layer needs (:func:`layer_edge_ids`) when ``layered``
-    and the model offers ``forward_layers`` for exactly ``num_hops`` layers; on
-    :func:`layer_blocks` when its ``forward_layers`` also takes blocks (``accepts_blocks``;
-    the other rows are then 0)."""
-    if not (layered and hasattr(model, "forward_layers") and _depth_or_none(model) == num_hops):
+    and the model declares ``Ability.LAYERS`` with exactly ``num_hops`` layers; on
+    :func:`layer_blocks` when it also declares ``Ability.BLOCKS`` (the other rows are then 0)."""
+    if not (layered and model.supports(Ability.LAYERS) and model.num_message_passing == num_hops):
         return lambda feat, mask: model(graph=batch, feat=feat, eweight=mask)
-    if getattr(model, "accepts_blocks", False):
+    if model.supports(Ability.BLOCKS):
         blocks, block_eids = layer_blocks(batch, centers, num_hops)
         inputs = blocks[0].srcdata[dgl.NID].long()
 
@@ -272,13 +254,6 @@ def masked_model(
     eids = layer_edge_ids(batch, centers, num_hops)
     graphs = [dgl.edge_subgraph(batch, e, relabel_nodes=False, store_ids=False) for e in eids]
     return lambda feat, mask: model.forward_layers(graphs, feat, [mask[e] for e in eids])
-
-
-def _depth_or_none(model: nn.Module) -> int | None:
-    try:
-        return message_passing_depth(model)
-    except ValueError:
-        return None
 
 
 def _segment_ids(counts: torch.Tensor) -> torch.Tensor:
@@ -300,7 +275,7 @@ def _initial_masks(subgraph: dgl.DGLGraph, in_dim: int, node: int, seed: int) ->
 
 
 def explain_gnnexplainer(
-    model: nn.Module,
+    model: GlassModel,
     graph: dgl.DGLGraph,
     feat: torch.Tensor,
     nodes: Sequence[int],
@@ -327,6 +302,7 @@ def explain_gnnexplainer(
     settings = settings or GNNExplainerSettings()
     out: list[Explanation] = []
     device = feat.device
+    release_training_cache(model)
     graph = with_subgraph_context(model, graph)
     for start in range(0, len(nodes), settings.batch_size):
         # One memo per batch: what it keeps (e.g. SchNet's filters on every edge) dies with the batch.
@@ -439,7 +415,7 @@ def bonds(
 
 
 def fidelity(
-    model: nn.Module,
+    model: GlassModel,
     graph: dgl.DGLGraph,
     feat: torch.Tensor,
     explanation: Explanation,
@@ -464,7 +440,7 @@ def fidelity(
 
 @torch.no_grad()
 def bond_fidelity(
-    model: nn.Module,
+    model: GlassModel,
     graph: dgl.DGLGraph,
     feat: torch.Tensor,
     src: np.ndarray,
@@ -553,7 +529,7 @@ class _KeepPrediction(nn.Module):
 
 
 def explain_graph_prediction(
-    model: nn.Module,
+    model: GlassModel,
     graph: dgl.DGLGraph,
     feat: torch.Tensor,
     settings: GNNExplainerSettings | None = None,
@@ -577,6 +553,7 @@ def explain_graph_prediction(
     settings = settings or GNNExplainerSettings()
     if graph.batch_size != 1:
         raise ValueError(f"explain one graph at a time, got a batch of {graph.batch_size}")
+    release_training_cache(model)
     with frozen(model, cache=True):
         with torch.no_grad():
             original = model(graph=graph, feat=feat)

@@ -9,9 +9,9 @@ forward pass, so thousands of particles cost little more than the training.
 
 The edge input is ``[z_src, z_dst, z_center, d_ij]``: the node embeddings of
 the two endpoints and of the explained particle (the paper's node-task input)
-plus the bond length. ``z`` is ``model.node_embedding(graph, feat)`` when a model
-defines it, else ``[feat, model output]`` (our model interface has no embedding
-hook). The mask is symmetrised over the two directions of a bond, as in DGL
+plus the bond length. ``z`` is ``model.embed_nodes(graph, feat)`` when the model
+declares ``Ability.NODE_EMBEDDING`` (:mod:`models.contract`), else ``[feat, model
+output]``. The mask is symmetrised over the two directions of a bond, as in DGL
 (where the computation subgraph holds both).
 
 Why not ``dgl.nn.PGExplainer`` itself: it is written for classification (the
@@ -37,9 +37,11 @@ from glassgnn.explanation import (
     khop_subgraphs,
     make_explanation,
     masked_model,
+    release_training_cache,
     with_subgraph_context,
 )
 from glassgnn.frozen_model import frozen
+from models.contract import Ability, GlassModel
 
 
 @dataclass
@@ -65,9 +67,10 @@ class PGExplainerSettings:
     hidden: int = 64
 
 
-def _embedding(model: nn.Module, graph: dgl.DGLGraph, feat: torch.Tensor) -> torch.Tensor:
-    if hasattr(model, "node_embedding"):
-        return model.node_embedding(graph, feat)
+def _embedding(model: GlassModel, graph: dgl.DGLGraph, feat: torch.Tensor) -> torch.Tensor:
+    """[n_atoms, d] node embeddings of the full graph (see the module docstring)."""
+    if model.supports(Ability.NODE_EMBEDDING):
+        return model.embed_nodes(graph, feat)
     return torch.cat([feat, model(graph=graph, feat=feat)], dim=1)
 
 
@@ -141,7 +144,7 @@ class RegressionPGExplainer(nn.Module):
 
 
 def explain_pgexplainer(
-    model: nn.Module,
+    model: GlassModel,
     graph: dgl.DGLGraph,
     feat: torch.Tensor,
     nodes: Sequence[int],
@@ -163,6 +166,7 @@ def explain_pgexplainer(
     gen = torch.Generator().manual_seed(seed)
     nodes = list(nodes)
     bs = settings.batch_size
+    release_training_cache(model)
     graph = with_subgraph_context(model, graph)
     with frozen(model, cache=True):
         with torch.no_grad():

@@ -25,11 +25,12 @@ import torch
 import tqdm
 
 from glassgnn import schema
-from glassgnn.compile import should_compile
 from glassgnn.dataset import check_params
 from glassgnn.dataset.build import build_records, finish_graphs, graph_labels
 from glassgnn.metrics import graph_metrics, grouped_metrics
 from glassgnn.run import Run, type_names
+from models.compile import should_compile
+from models.contract import Ability
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def predict_files(
         progress: show a tqdm bar over frames.
         compile: ``auto``, ``always`` or ``never``: run the model compiled by
             ``torch.compile`` where it has a compiled path (``bapst``); ``auto``
-            compiles for jobs of at least :data:`glassgnn.compile.AUTO_MIN_FRAMES` frames,
+            compiles for jobs of at least :data:`models.compile.AUTO_MIN_FRAMES` frames,
             counted from the first file.
 
     Metrics are computed when every frame carries the run's target columns.
@@ -110,9 +111,9 @@ def predict_files(
 
 
 def _maybe_compile(run: Run, mode: str, n_frames: int) -> None:
-    """Switch the run's model to its compiled path when ``mode`` asks for it (and it has one)."""
+    """Switch the run's model to its compiled path when ``mode`` asks for it (and it declares one)."""
     wanted = should_compile(mode, n_frames)
-    if wanted and hasattr(run.model, "use_compiled"):
+    if wanted and run.model.supports(Ability.COMPILED):
         log.info("compiling the model for %d frames (torch.compile; the first frame is slow)", n_frames)
         run.model.use_compiled(True)
     elif wanted and mode == "always":

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import dgl
 import torch
-from torch import nn
 
 from glassgnn import schema
 from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import defaults, load_resolved
 from glassgnn.features import field_stats, node_features
 from models.baseline import RidgeBaseline
+from models.contract import GlassModel
 from models.models import build_model
 from models.readout import build_graph_level_model
 
@@ -51,7 +51,7 @@ def target_columns(manifest: dict, target: str | None, task: str = "node") -> li
     return [names.index(target)]
 
 
-def build_network(config: dict) -> nn.Module:
+def build_network(config: dict) -> GlassModel:
     """The untrained network of a resolved run configuration (``model_name``, ``model``, ``task``).
 
     Node task: the registered model (with ``baseline: ridge``, wrapped in
@@ -88,7 +88,7 @@ class Run:
         task: ``"node"`` (one prediction per particle) or ``"graph"`` (one per graph).
     """
 
-    model: nn.Module
+    model: GlassModel
     config: dict
     manifest: dict
     device: torch.device

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from glassgnn import distributed, outputs, plots, schema
 from glassgnn.augment import augment_graph
 from glassgnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
-from glassgnn.closed_form import fit_ridge
+from glassgnn.closed_form import fit_closed_form
 from glassgnn.config import (
     BUDGET_KEYS,
     RUNTIME_KEYS,
@@ -45,6 +45,7 @@ from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.metrics import METRICS
 from glassgnn.run import build_network
 from glassgnn.task import Task
+from models.contract import Ability
 from models.models import get_entry
 
 LOG = outputs.LOGGER
@@ -176,7 +177,7 @@ def _check_resume(out: Path, resolved: dict) -> None:
 
 def _check_fields(cfg: dict) -> None:
     """Node inputs a model declares it needs (``required_fields``) must be among ``node_fields``."""
-    needed = getattr(get_entry(cfg["model_name"]).cls, "required_fields", ())
+    needed = get_entry(cfg["model_name"]).cls.required_fields
     missing = [name for name in needed if name not in cfg["node_fields"]]
     if missing:
         raise ConfigError(
@@ -263,7 +264,7 @@ def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo
 
 
 def _closed_form(model_name: str) -> bool:
-    return bool(getattr(get_entry(model_name).cls, "closed_form", False))
+    return Ability.CLOSED_FORM_FIT in get_entry(model_name).cls.abilities
 
 
 def _new_loop() -> dict:
@@ -301,30 +302,25 @@ def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo) -> dict:
 
 
 def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: DistInfo) -> dict:
-    """A closed-form model (``ridge``): one fit, one history row per regularisation strength."""
+    """A closed-form model (``ridge``): one fit, one history row per candidate setting."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    rows = fit_ridge(module, task, cfg, device, info)
+    rows = fit_closed_form(module, task, cfg, device, info)
+    metric = cfg["selection_metric"]
+    key = "val_loss" if metric == "loss" else f"val_{metric}"
+    values = [row[key] for row in rows]
+    best = max(range(len(rows)), key=lambda i: values[i] if SELECTION_METRICS[metric] else -values[i])
     loop = _new_loop()
-    best = max(range(len(rows)), key=lambda i: rows[i]["alpha"] == float(module.alpha))
-    value = rows[best][f"val_{cfg['selection_metric']}"]
-    loop.update(epoch=len(rows), best_epoch=best + 1, best_value=value, stopped="closed-form fit")
-    loop["history"] = [
-        {
-            "epoch": i + 1,
-            **row,
-            "time_s": time.perf_counter() - start,
-            "cpu_s": time.process_time() - cpu_start,
-        }
-        for i, row in enumerate(rows)
-    ]
-    LOG.info("ridge: alpha %g selected on val (%s %.4f)", float(module.alpha), cfg["selection_metric"], value)
+    loop.update(epoch=len(rows), best_epoch=best + 1, best_value=values[best], stopped="closed-form fit")
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    loop["history"] = [{"epoch": i + 1, **row, "time_s": elapsed, "cpu_s": cpu} for i, row in enumerate(rows)]
+    LOG.info("%s: %s selected on val (%s %.4f)", cfg["model_name"], rows[best], metric, values[best])
     state = {"model": module.state_dict(), "loop": loop, "normalisation": task.normalisation(), "config": cfg}
     if info.is_main:
         save_checkpoint(out / outputs.BEST, state)
         save_checkpoint(out / outputs.LAST, state)
         outputs.write_metrics_csv(out / "metrics.csv", loop["history"])
     n_params = sum(p.numel() for p in module.parameters())
-    return _finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - start)
+    return _finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
 
 
 def _train_eval_split(task: Task, cfg: dict) -> tuple[str, int]:
@@ -354,13 +350,8 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     else:
         loop = _new_loop()
         if cfg["baseline"] == "ridge":
-            rows = fit_ridge(module.ridge, task, cfg, device, info)
-            LOG.info(
-                "baseline ridge: alpha %g, val %s %.4f",
-                float(module.ridge.alpha),
-                metric,
-                max((r[f"val_{metric}"] for r in rows), key=lambda v: v if maximise else -v),
-            )
+            fit_closed_form(module.ridge, task, cfg, device, info)
+            LOG.info("baseline: ridge with alpha %g (chosen on val)", float(module.ridge.alpha))
     train_split, n_train_eval = _train_eval_split(task, cfg)
     n_params = sum(p.numel() for p in module.parameters())
     LOG.info(
@@ -433,6 +424,8 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
             LOG.info("stopped at epoch %d: %s", epoch, loop["stopped"])
             break
     bar.close()
+    if module.supports(Ability.TRAINING_CACHE):
+        module.release_cache()  # training is over: the final evaluation needs none of it
     distributed.barrier(info)
     return _finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - start)
 

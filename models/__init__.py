@@ -21,9 +21,22 @@ Returns:
 
 The argument names are fixed: DGL's ``GNNExplainer`` calls
 ``model(graph=..., feat=..., eweight=...)``. Models keep no state tied to a
-graph and run on whatever device the graph and ``feat`` are on.
+graph and run on whatever device the graph and ``feat`` are on, except the
+buffers a model declares as ``Ability.TRAINING_CACHE``. Every model is a
+:class:`models.contract.GlassModel` that declares its message-passing depth,
+invariance, output level and optional abilities (:mod:`models.contract`).
 """
 
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, build_model, model_names, register_model
 
-__all__ = ["ModelConfig", "build_model", "model_names", "register_model"]
+__all__ = [
+    "Ability",
+    "GlassModel",
+    "Invariance",
+    "ModelConfig",
+    "OutputLevel",
+    "build_model",
+    "model_names",
+    "register_model",
+]

@@ -53,8 +53,9 @@ import torch
 from torch import nn
 
 from glassgnn import schema
-from glassgnn.compile import CompiledOrEager
 from models.common import mlp
+from models.compile import CompiledOrEager
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 UPDATE_ORDERS = ("parallel", "sequential")
@@ -159,10 +160,12 @@ def _edge_kernel(
 
 
 @register_model("bapst", BapstConfig)
-class Bapst(nn.Module):
+class Bapst(GlassModel):
     """Encode-process-decode graph network (Bapst et al. 2020); see the module docstring."""
 
-    invariance = "none"
+    invariance = Invariance.NONE
+    output_level = OutputLevel.NODE
+    abilities = frozenset({Ability.COMPILED})
 
     def __init__(self, config: BapstConfig):
         super().__init__()
@@ -182,11 +185,21 @@ class Bapst(nn.Module):
         self.fast = config.fast
         self._compiled_core: CompiledOrEager | None = None
 
+    @property
+    def num_message_passing(self) -> int:
+        """Hops a particle's output depends on: ``num_steps`` with sequential updates; one less
+        with parallel ones (the first node update reads only the encoded edges into the particle,
+        not its neighbours' latents), but at least 1."""
+        if self.sequential:
+            return self.config.num_steps
+        return max(self.config.num_steps - 1, 1)
+
     def use_compiled(self, enabled: bool = True) -> None:
-        """Run the fast path compiled by ``torch.compile`` (or eagerly again).
+        """Run the fast path compiled by ``torch.compile`` (or eagerly again), also when the
+        config asks for the plain path (``fast: false``; the two give the same outputs).
 
         Compiling costs seconds at the first call and pays over many frames; if it
-        fails, the model runs eagerly after one warning line (:mod:`glassgnn.compile`).
+        fails, the model runs eagerly after one warning line (:mod:`models.compile`).
         """
         self._compiled_core = CompiledOrEager(self._fast_core, "the bapst fast path") if enabled else None
 
@@ -204,7 +217,7 @@ class Bapst(nn.Module):
         Returns:
             [n_atoms, out_dim].
         """
-        if self.fast:
+        if self.fast or self._compiled_core is not None:
             return self._forward_fast(graph, feat, eweight)
         return self._forward_plain(graph, feat, eweight)
 

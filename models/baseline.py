@@ -15,34 +15,67 @@ descriptors already knows; this starts it there instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dgl
 import torch
 from torch import nn
 
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.ridge import Ridge, RidgeConfig
 
 GATE_SCALE = 20.0
+# Abilities of the network that the sum keeps: they concern the whole call (the per-layer
+# ones would leave out the ridge part).
+PASSED_ON = {Ability.SUBGRAPH_CONTEXT, Ability.COMPILED, Ability.NODE_EMBEDDING, Ability.TRAINING_CACHE}
 
 
-class RidgeBaseline(nn.Module):
+class RidgeBaseline(GlassModel):
     """``ridge(feat) + gate * network(graph, feat, eweight)``; same call as the wrapped network.
+
+    Its declarations are the network's (depth, invariance: the ridge part reads only the
+    particle's own input); of its abilities it passes on those that act on the whole
+    network's call (not the per-layer ones).
 
     Args:
         network: any registered per-particle model.
         in_dim, out_dim: widths of ``feat`` and of the output (the network's).
     """
 
-    def __init__(self, network: nn.Module, in_dim: int, out_dim: int):
+    def __init__(self, network: GlassModel, in_dim: int, out_dim: int):
         super().__init__()
         self.network = network
         self.ridge = Ridge(RidgeConfig(in_dim=in_dim, out_dim=out_dim))
         self.ridge.requires_grad_(False)
         self.gate = nn.Parameter(torch.zeros(()))
-        self.invariance = getattr(network, "invariance", "none")
+
+    output_level = OutputLevel.NODE
+
+    @property
+    def invariance(self) -> Invariance:
+        return self.network.invariance
 
     @property
     def num_message_passing(self) -> int:
         return self.network.num_message_passing
+
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        return self.network.abilities & PASSED_ON
+
+    def subgraph_context(self, graph: dgl.DGLGraph) -> Mapping[str, torch.Tensor]:
+        return self.network.subgraph_context(graph)
+
+    def use_compiled(self, enabled: bool = True) -> None:
+        self.network.use_compiled(enabled)
+
+    def embed_nodes(
+        self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.network.embed_nodes(graph, feat, eweight)
+
+    def release_cache(self) -> None:
+        self.network.release_cache()
 
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None

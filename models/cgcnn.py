@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glassgnn import schema
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 from models.readout import READOUT_OPS, Readout
 
@@ -104,10 +105,10 @@ class CGCNNConv(nn.Module):
 
 
 @register_model("cgcnn", CGCNNConfig)
-class CGCNN(nn.Module):
+class CGCNN(GlassModel):
     """CGCNN with a per-particle head or, with ``pooling``, a graph-level one."""
 
-    invariance = "so3"
+    invariance = Invariance.SO3
 
     def __init__(self, config: CGCNNConfig):
         super().__init__()
@@ -123,12 +124,19 @@ class CGCNN(nn.Module):
         self.embedding = nn.Linear(config.in_dim, config.atom_fea_len)
         self.convs = nn.ModuleList(CGCNNConv(config.atom_fea_len, n_rbf) for _ in range(config.n_conv))
         self.pool = None if config.pooling == "none" else Readout(config.pooling, config.atom_fea_len)
-        self.output_level = "node" if self.pool is None else "graph"
         dims = [config.atom_fea_len] + [config.h_fea_len] * config.n_h
         layers: list[nn.Module] = []
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
             layers += [nn.Softplus(), nn.Linear(d_in, d_out)]
         self.head = nn.Sequential(*layers, nn.Softplus(), nn.Linear(dims[-1], config.out_dim))
+
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.convs)
+
+    @property
+    def output_level(self) -> OutputLevel:
+        return OutputLevel.NODE if self.pool is None else OutputLevel.GRAPH
 
     def edge_features(self, dist: torch.Tensor) -> torch.Tensor:
         """Gaussian expansion of distances [n_edges, 1] -> [n_edges, n_rbf]."""

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from models.common import edge_geometry, edge_weights, mean_in_degree_norm, mlp
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -82,8 +83,9 @@ class EGNNLayer(nn.Module):
 
 
 @register_model("egnn", EGNNConfig)
-class EGNN(nn.Module):
-    invariance = "so3"
+class EGNN(GlassModel):
+    invariance = Invariance.SO3
+    output_level = OutputLevel.NODE
 
     def __init__(self, config: EGNNConfig):
         super().__init__()
@@ -94,6 +96,10 @@ class EGNN(nn.Module):
             EGNNLayer(d, config.update_coords and i < config.num_layers - 1) for i in range(config.num_layers)
         )
         self.decoder = mlp([d, d, config.out_dim], activation=nn.SiLU)
+
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.layers)
 
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None

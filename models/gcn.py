@@ -31,6 +31,7 @@ from dgl.nn import GraphConv
 from torch import nn
 
 from models.common import edge_weights, mlp
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 # Node data of :meth:`GCN.subgraph_context`: in- and out-degree in the full graph, [n_atoms] float.
@@ -54,8 +55,10 @@ class GCNConfig(ModelConfig):
 
 
 @register_model("gcn", GCNConfig)
-class GCN(nn.Module):
-    invariance = "so3"
+class GCN(GlassModel):
+    invariance = Invariance.SO3
+    output_level = OutputLevel.NODE
+    abilities = frozenset({Ability.LAYERS, Ability.SUBGRAPH_CONTEXT})
 
     def __init__(self, config: GCNConfig):
         super().__init__()

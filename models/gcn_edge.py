@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from models.common import edge_geometry, edge_weights, mean_in_degree_norm, mlp, row_chunks
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -198,8 +199,9 @@ class EdgeConcatLayer(nn.Module):
 
 
 @register_model("gcn_edge", GCNEdgeConfig)
-class GCNEdge(nn.Module):
-    invariance = "none"
+class GCNEdge(GlassModel):
+    invariance = Invariance.NONE
+    output_level = OutputLevel.NODE
 
     def __init__(self, config: GCNEdgeConfig):
         super().__init__()
@@ -210,6 +212,10 @@ class GCNEdge(nn.Module):
         self.layers = nn.ModuleList(EdgeConcatLayer(d, config.fast) for _ in range(config.num_layers))
         self.dropout = nn.Dropout(config.dropout)
         self.decoder = mlp([d, d, d, config.out_dim])
+
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.layers)
 
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from models.common import mlp
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -37,9 +38,10 @@ class GlassMLPConfig(ModelConfig):
 
 
 @register_model("glassmlp", GlassMLPConfig)
-class GlassMLP(nn.Module):
-    invariance = "so3"  # as invariant as its inputs: descriptors are rotation invariant
+class GlassMLP(GlassModel):
     num_message_passing = 0
+    invariance = Invariance.SO3  # as invariant as its inputs: the descriptors are
+    output_level = OutputLevel.NODE
     required_fields = ("descriptors",)
 
     def __init__(self, config: GlassMLPConfig):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from models.common import RadialBasisConfig, cosine_cutoff, edge_geometry, edge_weights
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -76,8 +77,10 @@ class MultiLevelInteraction(nn.Module):
 
 
 @register_model("mgcn", MGCNConfig)
-class MGCN(nn.Module):
-    invariance = "so3"
+class MGCN(GlassModel):
+    invariance = Invariance.SO3
+    output_level = OutputLevel.NODE
+    abilities = frozenset({Ability.NODE_EMBEDDING})
 
     def __init__(self, config: MGCNConfig):
         super().__init__()
@@ -97,9 +100,19 @@ class MGCN(nn.Module):
             nn.Linear(config.readout_dim, config.out_dim),
         )
 
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.levels)
+
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
+        return self.readout(self.embed_nodes(graph, feat, eweight))
+
+    def embed_nodes(
+        self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[n_atoms, hidden_dim x (L + 1)]: the levels [h^0, ..., h^L] concatenated (the readout's input)."""
         _, dist = edge_geometry(graph, feat.dtype)
         rbf = self.rbf(dist)
         scale = cosine_cutoff(dist, self.cutoff) * edge_weights(graph, eweight, feat.dtype)
@@ -112,4 +125,4 @@ class MGCN(nn.Module):
         for level in self.levels:
             h, e = level(graph, h, e, rbf, scale)
             levels.append(h)
-        return self.readout(torch.cat(levels, dim=1))
+        return torch.cat(levels, dim=1)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import dgl
 import torch
-from torch import nn
 
 from models.common import mlp
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -26,8 +26,10 @@ class MLPConfig(ModelConfig):
 
 
 @register_model("mlp", MLPConfig)
-class MLP(nn.Module):
-    invariance = "so3"  # sees no geometry at all
+class MLP(GlassModel):
+    num_message_passing = 0  # never reads a neighbour
+    invariance = Invariance.SO3  # sees no geometry at all
+    output_level = OutputLevel.NODE
 
     def __init__(self, config: MLPConfig):
         super().__init__()

@@ -8,10 +8,15 @@ a dataclass of hyperparameters (typed, with the paper's defaults)::
         hidden_dims: list[int] = field(default_factory=lambda: [64, 64])
 
     @register_model("mlp", MLPConfig)
-    class MLP(nn.Module):
+    class MLP(GlassModel):
+        num_message_passing = 0
+        invariance = Invariance.SO3
+        output_level = OutputLevel.NODE
         def __init__(self, config: MLPConfig): ...
         def forward(self, graph, feat, eweight=None): ...
 
+The class is a :class:`models.contract.GlassModel` and declares what the contract
+requires (checked when the file is imported; see :mod:`models.contract`).
 ``train.py`` never branches on a model's name: it calls :func:`build_model`.
 """
 
@@ -23,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
+from models.contract import GlassModel, check_declarations, check_values
 
 
 @dataclass
@@ -41,7 +46,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    cls: type[nn.Module]
+    cls: type[GlassModel]
     config_cls: type[ModelConfig]
 
 
@@ -49,9 +54,15 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, config_cls: type[ModelConfig]) -> Callable[[type], type]:
-    """Class decorator that registers a model under ``name``."""
+    """Class decorator that registers a model under ``name``.
 
-    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+    Raises:
+        ValueError: ``name`` is taken.
+        TypeError: the class does not declare what :mod:`models.contract` requires.
+    """
+
+    def decorator(cls: type[GlassModel]) -> type[GlassModel]:
+        check_declarations(cls, name)
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} registered twice")
         _REGISTRY[name] = ModelEntry(cls, config_cls)
@@ -98,12 +109,15 @@ def make_config(name: str, values: Mapping[str, Any]) -> ModelConfig:
     return config_cls(**dict(values))
 
 
-def build_model(name: str, config: Mapping[str, Any] | ModelConfig) -> nn.Module:
-    """Build model ``name`` from a mapping of hyperparameters (or its config dataclass)."""
+def build_model(name: str, config: Mapping[str, Any] | ModelConfig) -> GlassModel:
+    """Build model ``name`` from a mapping of hyperparameters (or its config dataclass); its
+    declared values are checked (:func:`models.contract.check_values`)."""
     entry = get_entry(name)
     if not isinstance(config, ModelConfig):
         config = make_config(name, config)
-    return entry.cls(config)
+    model = entry.cls(config)
+    check_values(model, name)
+    return model
 
 
 def _import_own_module(name: str) -> None:

@@ -38,6 +38,7 @@ from dgl.nn import NNConv
 from torch import nn
 
 from models.common import RadialBasisConfig, cosine_cutoff, edge_geometry, edge_weights
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -88,8 +89,9 @@ class NeighbourOuterSum(torch.autograd.Function):
 
 
 @register_model("mpnn", MPNNConfig)
-class MPNN(nn.Module):
-    invariance = "so3"
+class MPNN(GlassModel):
+    invariance = Invariance.SO3
+    output_level = OutputLevel.NODE
 
     def __init__(self, config: MPNNConfig):
         super().__init__()
@@ -107,6 +109,10 @@ class MPNN(nn.Module):
         self.conv = NNConv(d, d, edge_func=nn.Identity(), aggregator_type="sum")
         self.gru = nn.GRUCell(d, d)
         self.readout = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, config.out_dim))
+
+    @property
+    def num_message_passing(self) -> int:
+        return self.num_steps
 
     def _factorised_messages(self, graph: dgl.DGLGraph, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """sum_j A(e_ij) h_j + b from z [n_edges, k + 1] (scaled, with a column of s_ij for b_2)."""

@@ -38,6 +38,7 @@ from torch import nn
 
 from glassgnn import schema
 from models.common import mlp
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.models import build_model
 
 READOUT_OPS = ("mean", "sum", "max", "attention")
@@ -113,20 +114,24 @@ class ReadoutConfig:
     use_mask: bool = False
 
 
-class GraphLevelModel(nn.Module):
+class GraphLevelModel(GlassModel):
     """A per-particle model followed by a readout and an optional head.
 
+    Its declarations are the node model's (depth, invariance) but for the output level;
+    of the node model's abilities it passes on the training cache only (the others act
+    per particle).
+
     Args:
-        node_model: any module with the zoo's ``forward(graph, feat, eweight)`` -> [n_atoms, node_dim].
+        node_model: a per-particle model (``forward(graph, feat, eweight)`` -> [n_atoms, node_dim]).
         readout: a :class:`Readout` over width ``node_dim``.
         head: optional module mapping [n_graphs, node_dim] to [n_graphs, out_dim].
     """
 
-    output_level = "graph"
+    output_level = OutputLevel.GRAPH
 
-    def __init__(self, node_model: nn.Module, readout: Readout, head: nn.Module | None = None):
+    def __init__(self, node_model: GlassModel, readout: Readout, head: nn.Module | None = None):
         super().__init__()
-        if getattr(node_model, "output_level", "node") != "node":
+        if node_model.output_level != OutputLevel.NODE:
             raise ValueError(
                 f"{type(node_model).__name__} already gives one output per graph; pool a per-particle model"
             )
@@ -135,9 +140,21 @@ class GraphLevelModel(nn.Module):
         self.head = head
 
     @property
-    def invariance(self) -> str:
+    def invariance(self) -> Invariance:
         # Pooling and the head see only per-particle features, so the node model decides.
-        return getattr(self.node_model, "invariance", "none")
+        return self.node_model.invariance
+
+    @property
+    def num_message_passing(self) -> int:
+        return self.node_model.num_message_passing
+
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        return self.node_model.abilities & {Ability.TRAINING_CACHE}
+
+    def release_cache(self) -> None:
+        """The node model's :meth:`models.contract.GlassModel.release_cache`."""
+        self.node_model.release_cache()
 
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None

@@ -8,21 +8,24 @@ descriptors in GlassMLP. Every graph network here should be put next to this mod
 
 The model is linear in the node input ``feat`` (one-hot type plus the standardised
 ``descriptors`` field of ``construct_graph.py --descriptors``): y = feat W + b. It is
-fitted in closed form, not by gradient steps: :meth:`Ridge.fit` takes the normal
-equations of the training particles and solves them for every regularisation
-strength in ``alphas`` at once (one eigendecomposition); the training loop keeps
-the strength whose fit is best on the validation split (``selection_metric``).
+fitted in closed form, not by gradient steps (``Ability.CLOSED_FORM_FIT``):
+:meth:`Ridge.fit_closed_form` accumulates the normal equations of the training
+particles and solves them for every regularisation strength in ``alphas`` at once
+(one eigendecomposition); it keeps the strength whose fit the training loop scores
+best on the validation split (``selection_metric``).
 The intercept is not penalised (features and targets are centred first).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import dgl
 import torch
 from torch import nn
 
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -82,29 +85,46 @@ class NormalEquations:
 
 
 @register_model("ridge", RidgeConfig)
-class Ridge(nn.Module):
-    """y = feat W + b, fitted by :meth:`fit` (closed form); ``forward`` ignores the graph's edges."""
+class Ridge(GlassModel):
+    """y = feat W + b, fitted by :meth:`fit_closed_form`; ``forward`` ignores the graph's edges."""
 
-    invariance = "so3"  # as invariant as its inputs: descriptors are rotation invariant
     num_message_passing = 0
-    closed_form = True  # trained by fit(), not by the optimiser
+    invariance = Invariance.SO3  # as invariant as its inputs: the descriptors are
+    output_level = OutputLevel.NODE
+    abilities = frozenset({Ability.CLOSED_FORM_FIT})
     required_fields = ("descriptors",)
 
     def __init__(self, config: RidgeConfig):
         super().__init__()
         self.alphas = list(config.alphas)
-        self.linear = nn.Linear(config.in_dim, config.out_dim)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
+        self.linear = nn.Linear(config.in_dim, config.out_dim)  # until fitted: PyTorch's init
+        # the strength selected on validation, saved with the weights
         self.register_buffer("alpha", torch.tensor(float("nan"), dtype=torch.float64))
 
-    def solutions(self, equations: NormalEquations) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
-        """(alpha, weight [out_dim, in_dim], bias [out_dim]) for every alpha of the config."""
-        return [(a, w.T, b) for a, (w, b) in zip(self.alphas, equations.solve(self.alphas), strict=True)]
+    def fit_closed_form(
+        self, rows: Iterable[tuple[torch.Tensor, torch.Tensor]], score: Callable[[], float]
+    ) -> list[dict[str, float]]:
+        """Solve for every alpha of the config; keep the one ``score`` (validation) ranks best.
+
+        Returns ``[{"alpha": a, "score": s}, ...]`` in the order of ``alphas``.
+        """
+        equations = NormalEquations(self.linear.in_features, self.linear.out_features)
+        for feat, target in rows:
+            equations.add(feat, target)
+        tried, best = [], None
+        for alpha, (weight, bias) in zip(self.alphas, equations.solve(self.alphas), strict=True):
+            self._load(alpha, weight.T, bias)
+            value = float(score())
+            tried.append({"alpha": alpha, "score": value})
+            if value == value and (best is None or value > best[0]):  # NaN never wins
+                best = (value, alpha, weight.T, bias)
+        if best is None:
+            raise ValueError("ridge: the validation score is NaN for every alpha")
+        self._load(*best[1:])
+        return tried
 
     @torch.no_grad()
-    def set_solution(self, alpha: float, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Load one solution of :meth:`solutions` into the model."""
+    def _load(self, alpha: float, weight: torch.Tensor, bias: torch.Tensor) -> None:
         self.linear.weight.copy_(weight.to(self.linear.weight))
         self.linear.bias.copy_(bias.to(self.linear.bias))
         self.alpha.fill_(alpha)

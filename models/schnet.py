@@ -33,7 +33,6 @@ import dgl.function as fn
 import torch
 from torch import nn
 
-from glassgnn.frozen_model import MaskedFilterConv
 from models.common import (
     RadialBasisConfig,
     ShiftedSoftplus,
@@ -43,6 +42,8 @@ from models.common import (
     row_chunks,
     ssp_,
 )
+from models.contract import Ability, GlassModel, Invariance, OutputLevel
+from models.masked_conv import MaskedFilterConv
 from models.models import ModelConfig, register_model
 
 
@@ -170,9 +171,10 @@ class Interaction(nn.Module):
 
 
 @register_model("schnet", SchNetConfig)
-class SchNet(nn.Module):
-    invariance = "so3"
-    accepts_blocks = True  # forward_layers takes DGL blocks
+class SchNet(GlassModel):
+    invariance = Invariance.SO3
+    output_level = OutputLevel.NODE
+    abilities = frozenset({Ability.LAYERS, Ability.BLOCKS})  # forward_layers also takes DGL blocks
 
     def __init__(self, config: SchNetConfig):
         super().__init__()

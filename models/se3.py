@@ -32,6 +32,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from models.common import edge_geometry, edge_weights
+from models.contract import GlassModel, Invariance, OutputLevel
 from models.models import ModelConfig, register_model
 
 
@@ -109,8 +110,9 @@ class Convolution(nn.Module):
 
 
 @register_model("se3", SE3Config)
-class SE3Net(nn.Module):
-    invariance = "so3"
+class SE3Net(GlassModel):
+    invariance = Invariance.SO3
+    output_level = OutputLevel.NODE
 
     def __init__(self, config: SE3Config):
         super().__init__()
@@ -126,6 +128,10 @@ class SE3Net(nn.Module):
             for i in range(config.num_layers)
         )
         self.output = o3.Linear(self.irreps_hidden, o3.Irreps(f"{config.out_dim}x0e"))
+
+    @property
+    def num_message_passing(self) -> int:
+        return len(self.layers)
 
     def equivariant_features(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None

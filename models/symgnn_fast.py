@@ -401,8 +401,9 @@ class ActivationStore:
     buffer is lent out while a graph that saved it may still run its backward pass, and
     handed out again only once that backward pass has returned it and no tensor aliases
     its storage any more (the gradient the backward pass writes into it). ``clear`` frees
-    it (the model does before it takes the plain path: evaluation with autograd, as
-    explainers run it).
+    it: the model's declared training cache (``Ability.TRAINING_CACHE``, see
+    :meth:`models.symgnn.SymGNN.release_cache`), called by the training loop when training
+    ends, by the explainers, and by the model itself before it takes the plain path.
     """
 
     def __init__(self) -> None:

@@ -132,7 +132,7 @@ def test_compile_failure_falls_back_to_eager(where, monkeypatch, caplog):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     model.use_compiled(True)
-    with caplog.at_level(logging.WARNING, logger="glassgnn.compile"), torch.no_grad():
+    with caplog.at_level(logging.WARNING, logger="models.compile"), torch.no_grad():
         first = model(graph, feat)
         second = model(graph, feat)
     torch.testing.assert_close(first, expected, rtol=0, atol=0)

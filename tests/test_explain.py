@@ -14,9 +14,11 @@ from glassgnn import explanation as ex
 from glassgnn import pgexplainer as pg
 from glassgnn import schema
 from glassgnn.features import node_features
-from glassgnn.frozen_model import MaskedFilterConv, frozen
+from glassgnn.frozen_model import frozen
 from glassgnn.graph import build_graph
-from models.models import build_model, get_entry, make_config, model_names
+from models.contract import Ability
+from models.masked_conv import MaskedFilterConv
+from models.models import build_model, get_entry, model_names
 
 NUM_STEPS = 2
 
@@ -199,16 +201,6 @@ def test_bonds_pair_directions():
     np.testing.assert_array_equal(bond_of_edge, [0, 0, 1, 1, -1])
 
 
-def test_message_passing_depth():
-    class WithAttribute(torch.nn.Module):
-        num_message_passing = 3
-
-    assert ex.message_passing_depth(WithAttribute()) == 3
-    assert ex.message_passing_depth(torch.nn.Module(), {"num_steps": 7, "latent_dim": 64}) == 7
-    with pytest.raises(ValueError, match="--num_hops"):
-        ex.message_passing_depth(torch.nn.Module(), {"latent_dim": 64})
-
-
 def test_pgexplainer_importances_and_training(setup):
     model, graph, feat = setup
     nodes = [3, 8, 21, 40, 50]
@@ -270,12 +262,7 @@ def test_edge_mask_acts_and_the_memoised_model_is_exact(name):
     if name == "schnet":
         assert stats["hits"] > 0  # its filter networks are computed once
     # The computation subgraph of the declared depth reproduces the full-graph prediction.
-    try:
-        depth = ex.message_passing_depth(
-            model, dataclasses.asdict(make_config(name, {"in_dim": 2, "out_dim": 1}))
-        )
-    except ValueError:
-        pytest.skip(f"{name} declares no message-passing depth (num_message_passing)")
+    depth = model.num_message_passing
     with torch.no_grad():
         # gcn: the subgraphs carry the full graph's degrees (model.subgraph_context).
         context_graph = ex.with_subgraph_context(model, graph)
@@ -368,7 +355,7 @@ def test_layer_edge_ids_against_breadth_first_search(setup):
     assert [len(e) for e in layers] == sorted((len(e) for e in layers), reverse=True)
 
 
-@pytest.mark.parametrize("name", [n for n in model_names() if hasattr(get_entry(n).cls, "forward_layers")])
+@pytest.mark.parametrize("name", [n for n in model_names() if Ability.LAYERS in get_entry(n).cls.abilities])
 def test_layered_models_give_the_same_outputs_and_explanations(name):
     """Models with forward_layers: one graph per layer equals forward; each layer on only the
     edges it needs (layer_edge_ids) gives the explained particles' outputs exactly, and the
@@ -377,7 +364,7 @@ def test_layered_models_give_the_same_outputs_and_explanations(name):
     graph = small_graph(6, n=50, box=5.0, self_loops=True)
     feat = node_features(graph, 2)
     model = build_model(name, {"in_dim": 2, "out_dim": 1}).eval()
-    depth = ex.message_passing_depth(model)
+    depth = model.num_message_passing
     weight = torch.rand(graph.num_edges(), generator=torch.Generator().manual_seed(0))
     nodes = [2, 19, 33]
     with torch.no_grad():

@@ -20,7 +20,7 @@ import models.common
 from glassgnn import schema
 from glassgnn.graph import build_graph
 from models.common import cubic_group
-from models.models import build_model, model_config_keys, model_names
+from models.models import build_model, get_entry, model_config_keys, model_names
 from tests.conftest import CUZR_DIR, requires_cuzr
 from tests.model_testing import (
     graph_and_feat,
@@ -33,7 +33,7 @@ from tests.model_testing import (
 
 MODELS = model_names()
 # Models that never pass messages: their output cannot depend on a neighbour.
-NO_MESSAGES = {"mlp"}
+NO_MESSAGES = {name for name in MODELS if get_entry(name).cls.num_message_passing == 0}
 
 
 pytestmark = pytest.mark.usefixtures("small_models_eager_one_thread")
