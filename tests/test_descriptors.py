@@ -141,12 +141,12 @@ def test_invariant_under_rotation_translation_permutation():
 
 def test_default_params_follow_the_length_scale():
     cuzr = default_params(np.zeros((8000, 3)), np.full(3, 50.23))  # a = 2.51 Å
-    assert cuzr == DescriptorParams("structure", 2.0, 7.0, 0.2, 0.2, (2, 4, 6, 8), 3.8, (3.8, 5.5, 7.5))
+    assert cuzr == DescriptorParams("structure", 2.0, 7.0, 0.2, 0.2, (4, 6), 3.8, (2.5, 3.8, 5.5, 7.5))
     ka = default_params(np.zeros((1000, 3)), np.full(3, 9.4104), "radial")  # density 1.2, a = 0.941
-    assert ka == DescriptorParams("radial", 0.75, 2.6, 0.075, 0.075, (), 1.4, (1.4, 2.1, 2.8))
+    assert ka == DescriptorParams("radial", 0.75, 2.6, 0.075, 0.075, (), 1.4, (0.94, 1.4, 2.1, 2.8))
     assert default_params(np.zeros((1000, 3)), np.full(3, 9.4104), q_cutoff=1.45).q_cutoff == 1.45
     names = descriptor_names(2, cuzr)
-    assert len(names) == len(set(names)) == 4 * (2 * 26 + 2 * 4 * 3 + 2)
+    assert len(names) == len(set(names)) == 5 * (2 * 26 + 2 * 2 * 3 + 2)
     assert names[:2] == ["rho_s0_r2.00", "rho_s0_r2.20"] and "cg3.80:q6_all" in names
 
 
@@ -185,3 +185,19 @@ def test_refuses_cutoff_beyond_half_the_cell_and_bad_types():
         compute_descriptors(positions, types, cell, 2, SMALL)
     with pytest.raises(ValueError, match="integers"):
         compute_descriptors(positions, types.astype(float), cell, NUM_TYPES, SMALL)
+
+
+def test_radial_set_has_no_orientational_columns():
+    positions, types, cell = small_system(triclinic=False)
+    radial = DescriptorParams.from_dict({**SMALL.to_dict(), "q_l": []})
+    result = compute_descriptors(positions, types, cell, NUM_TYPES, radial)
+    names = descriptor_names(NUM_TYPES, radial)
+    assert result.shape == (80, len(names)) and not any("q" in name for name in names)
+    full = dict(
+        zip(
+            descriptor_names(NUM_TYPES, SMALL),
+            compute_descriptors(positions, types, cell, NUM_TYPES, SMALL).T,
+            strict=True,
+        )
+    )
+    np.testing.assert_allclose(result, np.column_stack([full[name] for name in names]), rtol=0, atol=1e-12)
