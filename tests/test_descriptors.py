@@ -148,6 +148,10 @@ def test_default_params_follow_the_length_scale():
     names = descriptor_names(2, cuzr)
     assert len(names) == len(set(names)) == 5 * (2 * 26 + 2 * 2 * 3 + 2)
     assert names[:2] == ["rho_s0_r2.00", "rho_s0_r2.20"] and "cg3.80:q6_all" in names
+    fine = DescriptorParams.from_dict({**ka.to_dict(), "coarse_radii": [0.945, 0.94]})
+    assert descriptor_names(2, fine)[-1] == "cg0.94:type1" and "cg0.945:rho_s0_r0.750" in descriptor_names(
+        2, fine
+    )
 
 
 def test_params_round_trip_and_refuse_bad_values():
