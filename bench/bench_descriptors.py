@@ -1,12 +1,14 @@
 """Cost of the structural descriptors and the ridge-regression floor they give (one thread).
 
-    .venv/bin/python bench/bench_descriptors.py                   # every named set (about 1 minute)
+    .venv/bin/python bench/bench_descriptors.py                   # every named set (about 20 s)
     .venv/bin/python bench/bench_descriptors.py --sets radial --ka_time 3
 
 For each descriptor set of :data:`glassgnn.descriptors.DESCRIPTOR_SETS` (defaults from each
 snapshot's length scale, :func:`glassgnn.descriptors.default_params`):
 
-* CPU seconds (``time.process_time``) for one 8000-atom CuZr snapshot (train0; target 2 s);
+* CPU seconds (``time.process_time``) per 8000-atom CuZr snapshot (mean of 7; target 2 s),
+  and for the whole CuZr ridge floor ("floor s": 7 files read, descriptors, the fit over
+  the whole alpha grid; target 60 s);
 * validation Pearson of a ridge regression on CuZr energy barriers (train0-5 -> train6,
   target ``trajectory_start_velocities``, all atoms) and on the bundled Kob-Andersen set
   (datasets/ka_T0.64, configurations 0-11 train, 12-13 val, type-A particles, propensity
@@ -62,8 +64,9 @@ def ridge_pearson(
     return best
 
 
-def features(paths: list[Path], name: str, target, mask) -> tuple[np.ndarray, np.ndarray, float]:
-    """Stacked descriptors and targets of the selected particles, and CPU seconds per file."""
+def features(paths: list[Path], name: str, target, mask) -> tuple[list, list, float]:
+    """Per file: descriptors [n_selected, d] and targets [n_selected] of the selected
+    particles; and the mean CPU seconds of one file's descriptors."""
     xs, ys, seconds = [], [], 0.0
     for path in paths:
         snapshot = read_snapshots(path)[0]
@@ -71,10 +74,24 @@ def features(paths: list[Path], name: str, target, mask) -> tuple[np.ndarray, np
         start = time.process_time()
         x = descriptors.compute_descriptors(snapshot.positions, snapshot.types, snapshot.cell, 2, params)
         seconds += time.process_time() - start
+        if path == paths[0]:
+            print(f"{name} {path.parent.name}: {params.to_dict()}")
         keep = mask(snapshot)
         xs.append(x[keep])
         ys.append(target(snapshot)[keep])
-    return np.concatenate(xs), np.concatenate(ys), seconds / len(paths)
+    return xs, ys, seconds / len(paths)
+
+
+def floor(paths: list[Path], n_train: int, name: str, target, mask) -> tuple:
+    """Ridge on the first ``n_train`` files, validated on the rest: (Pearson, alpha, CPU
+    seconds of the whole floor with the files read, CPU seconds of one file's descriptors,
+    columns)."""
+    start = time.process_time()
+    xs, ys, seconds = features(paths, name, target, mask)
+    x_train, y_train = np.concatenate(xs[:n_train]), np.concatenate(ys[:n_train])
+    x_val, y_val = np.concatenate(xs[n_train:]), np.concatenate(ys[n_train:])
+    pearson, alpha = ridge_pearson(x_train, y_train, x_val, y_val)
+    return pearson, alpha, time.process_time() - start, seconds, xs[0].shape[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,38 +106,26 @@ def main(argv: list[str] | None = None) -> None:
     ka = [KA / f"config_{k:04d}.pickle" for k in range(14)]
     rows = []
     for name in args.sets:
-        snapshot = read_snapshots(cuzr[0])[0]
-        params = descriptors.default_params(snapshot.positions, snapshot.cell, name)
-        print(f"{name}: CuZr {params.to_dict()}")
-        print(f"{name}: KA   {descriptors.default_params(*_geometry(ka[0]), name).to_dict()}")
-        x, y, seconds = features(
-            cuzr, name, lambda s: s.fields["trajectory_start_velocities"], lambda s: slice(None)
+        barrier, every = (lambda s: s.fields["trajectory_start_velocities"]), (lambda s: slice(None))
+        cuzr_r, cuzr_alpha, cuzr_total, seconds, width = floor(cuzr, 6, name, barrier, every)
+        ka_r, ka_alpha, *_ = floor(
+            ka, 12, name, lambda s: s.fields["propensity"][:, args.ka_time], lambda s: s.types == 0
         )
-        cuzr_r, cuzr_alpha = ridge_pearson(x[:48000], y[:48000], x[48000:], y[48000:])
-        x, y, _ = features(
-            ka, name, lambda s: s.fields["propensity"][:, args.ka_time], lambda s: s.types == 0
-        )
-        split = 12 * int((read_snapshots(ka[0])[0].types == 0).sum())
-        ka_r, ka_alpha = ridge_pearson(x[:split], y[:split], x[split:], y[split:])
-        rows.append((name, x.shape[1], seconds, cuzr_r, cuzr_alpha, ka_r, ka_alpha))
-    header = ("set", "columns", "CuZr s/snap", "CuZr val r", "alpha", "KA val r", "alpha")
+        rows.append((name, width, seconds, cuzr_total, cuzr_r, cuzr_alpha, ka_r, ka_alpha))
+    header = ("set", "columns", "CuZr s/snap", "floor s", "CuZr val r", "alpha", "KA val r", "alpha")
     print("\n" + " ".join(f"{h:>11}" for h in header))
-    for name, width, seconds, cuzr_r, cuzr_alpha, ka_r, ka_alpha in rows:
+    for name, width, seconds, cuzr_total, cuzr_r, cuzr_alpha, ka_r, ka_alpha in rows:
         cells = (
             name,
             width,
             f"{seconds:.2f}",
+            f"{cuzr_total:.1f}",
             f"{cuzr_r:.3f}",
             f"{cuzr_alpha:.0e}",
             f"{ka_r:.3f}",
             f"{ka_alpha:.0e}",
         )
         print(" ".join(f"{c:>11}" for c in cells))
-
-
-def _geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    snapshot = read_snapshots(path)[0]
-    return snapshot.positions, snapshot.cell
 
 
 if __name__ == "__main__":

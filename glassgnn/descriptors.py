@@ -14,16 +14,27 @@ Per particle, in float64, in the length unit of the positions:
    gets ``q_lm = 0`` for it, so ``q_l = 0`` (no orientational information).
 3. One-hot type.
 4. Coarse-grained averages of all of the above: the mean over the particles closer than
-   L to i, i itself included, for each radius L. Columns: ``[per-particle | cg(L1) | ...]``.
+   L to i, i itself included, for each radius L.
+
+Columns: ``[per-particle | cg(L1) | cg(L2) | ...]``; per particle: densities (species-major,
+then shell), q_l (l-major, then neighbour species 0..T-1 and "all"), qbar_l (likewise),
+one-hot type; names from :func:`descriptor_names`.
+
+Defaults (:func:`default_params`): each set's lengths are multiples of the mean
+inter-particle distance a = (V/N)^(1/3) of the snapshot, rounded to two significant digits:
+CuZr (a = 2.51 Å) shells 2.0-7.0 Å every 0.2 Å of width 0.2 Å, q_cutoff 3.8 Å, coarse radii
+2.5, 3.8, 5.5, 7.5 Å; Kob-Andersen at density 1.2 (a = 0.941 sigma) shells 0.75-2.6 every
+0.075 of width 0.075, q_cutoff 1.4, radii 0.94, 1.4, 2.1, 2.8; l = 4, 6.
 
 Spherical harmonics: ``scipy.special.sph_harm_y(l, m, polar, azimuth)`` (SciPy >= 1.15;
-``sph_harm`` with the swapped argument order is gone in the SciPy we pin). Only m >= 0 is
+SciPy 1.17, installed here, no longer has ``sph_harm``, whose argument order was swapped). Only m >= 0 is
 evaluated, since ``q_l,-m = (-1)^m conj(q_lm)``, and each unordered pair once
-(``Y_lm(-u) = (-1)^l Y_lm(u)``). freud-analysis 3.4 installs with numpy < 2, but it is not
-used: its Steinhardt order is not species-resolved (it would need one neighbour list per
-species pair), the rest (radial shells, coarse-graining) is not in it, and this module's
-one-neighbour-list path already costs about 1 s per 8000-atom CuZr snapshot
-(``bench/bench_descriptors.py``), so it would add a dependency (and rowan) for no gain.
+(``Y_lm(-u) = (-1)^l Y_lm(u)``). freud-analysis 3.4 installs with numpy < 2 (with rowan,
+parsnip-cif and more-itertools) and its ``Steinhardt(average=True)`` agrees with our
+``qbar_l`` to 6e-6, but it is not used: it computes in single precision, it is not
+species-resolved (one neighbour list per species pair would be needed), it has no Gaussian
+shells or coarse-graining, and this module's one-neighbour-list path already costs about
+0.6 s of CPU per 8000-atom CuZr snapshot (``bench/bench_descriptors.py``).
 
 Periodic images: every cutoff must be shorter than half the smallest perpendicular width of
 the cell (one minimum image per pair); longer ones are refused with a ValueError.
@@ -118,18 +129,20 @@ def _sequence(key: str, value) -> tuple:
 
 
 # Each named set's lengths in units of the mean inter-particle distance a = (V/N)^(1/3)
-# (CuZr a = 2.51 Å, Kob-Andersen at density 1.2 a = 0.941 sigma), chosen on validation with
-# bench/bench_descriptors.py; default_params rounds them to readable values.
+# (CuZr a = 2.51 Å, Kob-Andersen at density 1.2 a = 0.941 sigma); default_params rounds them
+# to two digits. Chosen on validation with bench/bench_descriptors.py (ridge val Pearson,
+# CuZr / KA at tau_alpha): these 0.613 / 0.413; l = 2, 4, 6, 8 and radii 1.5-3.0 a 0.609 /
+# 0.403; widths of 0.5 or 1.5 steps, q_cutoff 1.55 a, l up to 12 or shells to 3.2 a: lower.
 _RELATIVE = {
     "shell_start": 0.8,
     "shell_stop": 2.8,
     "shell_step": 0.08,
     "shell_width": 0.08,
     "q_cutoff": 1.52,
-    "coarse_radii": (1.5, 2.2, 3.0),
+    "coarse_radii": (1.0, 1.5, 2.2, 3.0),
 }
 DESCRIPTOR_SETS: dict[str, dict] = {
-    "structure": {**_RELATIVE, "q_l": (2, 4, 6, 8)},  # radial + q_l + qbar_l + type
+    "structure": {**_RELATIVE, "q_l": (4, 6)},  # radial + q_l + qbar_l + type
     "radial": {**_RELATIVE, "q_l": ()},  # radial + type: cheaper
 }
 
@@ -183,7 +196,13 @@ def descriptor_names(num_types: int, params: DescriptorParams) -> list[str]:
     for kind in ("q", "qbar"):
         names += [f"{kind}{l}_{s}" for l in params.q_l for s in species]
     names += [f"type{t}" for t in range(num_types)]
-    return names + [f"cg{radius:.2f}:{name}" for radius in params.coarse_radii for name in names]
+    return names + [f"cg{_length(radius)}:{name}" for radius in params.coarse_radii for name in names]
+
+
+def _length(value: float) -> str:
+    """At least two decimals, more when the value has them (3.8 -> 3.80, 0.945 -> 0.945)."""
+    decimals = next((d for d in range(2, 9) if round(value, d) == value), 9)
+    return f"{value:.{decimals}f}"
 
 
 def compute_descriptors(
