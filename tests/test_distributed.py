@@ -22,7 +22,7 @@ import train
 from glassgnn import schema
 from glassgnn.checkpoint import load_checkpoint
 from glassgnn.dataset import load_split
-from glassgnn.distributed import DistInfo, shard
+from glassgnn.distributed import DistInfo, lost_peer, shard
 from tests.conftest import REPO
 from tests.synthetic import write_dataset
 
@@ -154,3 +154,19 @@ def test_sharding_gives_every_rank_the_same_number_of_graphs_and_covers_all():
     assert set().union(*map(set, shards)) == set(items)
     with pytest.raises(ValueError, match="cannot be shared by 3 processes"):
         shard([0, 1], DistInfo(0, 3, 0))
+
+
+def test_only_failed_collectives_of_a_multi_process_run_count_as_a_lost_peer():
+    gloo = RuntimeError(
+        "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [::1]:5"
+    )
+    message = lost_peer(gloo, DistInfo(1, 2, 1))
+    assert (
+        message.startswith("process 1 of 2: a collective operation failed (")
+        and "Connection closed" in message
+    )
+    assert "\n" not in message and "--resume" in message
+    assert lost_peer(torch.distributed.DistBackendError("NCCL communicator was aborted"), DistInfo(0, 4, 0))
+    assert lost_peer(gloo, DistInfo()) is None  # one process has no peer to lose
+    assert lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), DistInfo(0, 2, 0)) is None
+    assert lost_peer(ValueError("gloo/transport/"), DistInfo(0, 2, 0)) is None
