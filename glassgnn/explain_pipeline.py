@@ -154,7 +154,8 @@ def neighbourhood_bonds(graph: dgl.DGLGraph, nodes: np.ndarray) -> tuple[np.ndar
         ``src``, ``dst`` [n_bonds_directed] local indices (into ``nodes``) and ``edge_ids``
         [n_bonds_directed] global edge ids.
     """
-    gsrc, gdst, eids = (t.cpu().numpy() for t in graph.in_edges(torch.as_tensor(nodes), form="all"))
+    edges = graph.in_edges(torch.as_tensor(nodes, device=graph.device), form="all")
+    gsrc, gdst, eids = (t.cpu().numpy() for t in edges)
     local = np.full(graph.num_nodes(), -1, dtype=np.int64)
     local[nodes] = np.arange(len(nodes))
     keep = local[gsrc] >= 0
