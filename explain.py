@@ -7,10 +7,12 @@ Example::
 
 For each selected particle: GNNExplainer (or PGExplainer) edge importances on its
 L-hop subgraph (L = the model's message-passing depth), fidelity, persistent
-homology of the unwrapped neighbourhood, representative H1 cycles and the cycle
-participation of every bond; pooled over particles, the tier statistics of the
-SymGNN paper. Writes summary.json, explanations.npz, particles.csv, timing.json
-and figures into --output_dir (refused if it exists, unless --overwrite).
+homology of the neighbourhood (alpha of its unwrapped positions, or the periodic Rips
+complex of its bonds when it wraps around the box or with --complex rips),
+representative H1 cycles and the cycle participation of every bond; pooled over
+particles, the tier statistics of the SymGNN paper. Writes summary.json,
+explanations.npz, particles.csv, timing.json and figures into --output_dir (refused
+if it exists, unless --overwrite).
 
 A graph-level run (one prediction per snapshot) is explained on the whole graph
 --graph_index with DGL's GNNExplainer.explain_graph, and the tiers run over all
@@ -63,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimisation epochs (default: gnnexplainer 300, pgexplainer 30)",
     )
     p.add_argument("--batch_size", type=int, default=8, help="particles optimised together")
-    p.add_argument("--complex", default="alpha", choices=COMPLEXES, help="filtration")
+    p.add_argument(
+        "--complex",
+        default="alpha",
+        choices=COMPLEXES,
+        help="filtration; alpha falls back to the periodic rips for a neighbourhood wrapping the box",
+    )
     p.add_argument("--top_k", type=int, default=10, help="bonds per tier and for fidelity")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--device", type=int, default=-1, help="-1 = CPU, k = cuda:k")

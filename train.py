@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
             return run_experiments(
                 cfg, graphs, manifest, output_dir, control["resume"], control["overwrite"], info
             )
+        except RuntimeError as err:
+            lost = distributed.lost_peer(err, info)
+            if lost is None:
+                raise
+            parser.exit(1, f"train.py: error: {lost}\n")
         finally:
             distributed.shutdown(info)
     except (ConfigError, OutputExistsError, FileNotFoundError, DeviceError) as err:

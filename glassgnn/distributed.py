@@ -6,11 +6,15 @@ the CPU and nccl on GPUs. Training graphs are sharded across ranks (each rank ta
 every N-th graph of the epoch's shuffled order) and PyTorch DistributedDataParallel
 averages the gradients; evaluation predictions are gathered so that every rank
 computes the same metrics and takes the same early-stopping decision.
+
+When a process dies, the others fail in their next collective (gloo: the TCP connection
+to it is closed) and stop with one line (:func:`lost_peer`); torchrun then ends the run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,3 +103,28 @@ def local_device(device: torch.device, info: DistInfo) -> torch.device:
     if device.type == "cuda" and info.enabled:
         return torch.device(f"cuda:{info.local_rank}")
     return device
+
+
+# gloo reports a collective whose peer is gone as a plain RuntimeError from its TCP
+# transport ("Connection closed by peer", "Read error ... Connection reset by peer");
+# nccl and newer torch versions raise DistBackendError.
+_GLOO_TRANSPORT = re.compile(r"gloo/transport/")
+
+
+def lost_peer(err: BaseException, info: DistInfo) -> str | None:
+    """One line saying that the run lost a process, when ``err`` is a failed collective; else None.
+
+    Args:
+        err: an exception raised during training.
+        info: this process's place in the run (single-process runs never lose a peer).
+    """
+    if not info.enabled or not isinstance(err, RuntimeError):
+        return None
+    if not (isinstance(err, dist.DistBackendError) or _GLOO_TRANSPORT.search(str(err))):
+        return None
+    detail = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+    return (
+        f"process {info.rank} of {info.world_size}: a collective operation failed ({detail}); another "
+        "process of the run stopped, was killed or is unreachable, so the whole run stops; continue it "
+        "with --resume (same --output_dir) under torchrun"
+    )

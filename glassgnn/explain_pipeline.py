@@ -7,6 +7,13 @@ participation of each bond. Pooled over particles: the tier statistics. Bonds
 are undirected (importance = mean of the two directions); self-loops take part
 in the explanation but not in the topology.
 
+The filtration is built from the neighbourhood's particles and all the bonds among
+them (:func:`neighbourhood_bonds`). ``alpha`` needs the neighbourhood as one
+unwrapped piece; a neighbourhood wider than half the box (e.g. 4 hops of 5 Å in a
+36 Å box) wraps around it, and then, as for ``rips`` always, the periodic Rips
+complex of its bonds at their minimum-image lengths is used
+(:func:`glassgnn.topology.bond_persistence`); each particle records which.
+
 A graph-level run (one prediction per snapshot) is explained on the whole graph
 (:func:`explain_graph_level`), and the same tier analysis runs over all its bonds.
 """
@@ -72,7 +79,10 @@ class ParticleResult:
             equal to ``prediction`` for models whose output depends only on the L-hop
             neighbourhood (not, e.g., a GCN normalised by its neighbours' degrees).
         fidelity: ``plus``, ``minus``, ``random`` (original units) and ``k``.
-        positions: [n_sub, 3] unwrapped positions of the subgraph.
+        complex: the complex its topology used: ``alpha``, or ``rips`` (asked for, or
+            because the neighbourhood wraps around the box).
+        positions: [n_sub, 3] positions of the subgraph, each the periodic image
+            nearest the particle (one consistent piece unless the neighbourhood wraps).
         diagrams: {dim: [n, 2]} persistence diagram.
         cycles: representative H1 cycles (pairs of subgraph-local indices).
         cycle_persistence: [n_cycles] death - birth of each.
@@ -87,6 +97,7 @@ class ParticleResult:
     subgraph_prediction: np.ndarray
     target: np.ndarray
     fidelity: dict
+    complex: str
     positions: np.ndarray
     diagrams: dict[int, np.ndarray]
     cycles: list
@@ -130,18 +141,111 @@ def select_nodes(
     return [int(i) for i in chosen]
 
 
-def analyse_topology(
-    explanation: Explanation, graph: dgl.DGLGraph, cell: np.ndarray, complex: str, max_edge_length: float
-) -> dict:
-    """Unwrapped positions, persistence, cycles and per-edge participation of one explanation."""
-    pos = graph.ndata[schema.POS].cpu().double().numpy()[explanation.nodes]
-    disp = graph.edata[schema.DISP].cpu().double().numpy()[explanation.edge_ids]
-    positions = topology.unwrap_around(pos, cell, explanation.center, explanation.src, explanation.dst, disp)
-    result = topology.persistence(positions, complex, max_edge_length=max_edge_length)
-    cycles = topology.representative_cycles(result, positions)
+def neighbourhood_bonds(graph: dgl.DGLGraph, nodes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every edge of ``graph`` between two of ``nodes``: the bonds among a neighbourhood's
+    particles, including those its computation subgraph leaves out (between particles L hops
+    away), so that its Rips complex is that of the particles up to the cutoff.
+
+    Args:
+        graph: the whole graph; nodes: [n_sub] global ids of the neighbourhood's particles.
+
+    Returns:
+        ``src``, ``dst`` [n_bonds_directed] local indices (into ``nodes``) and ``edge_ids``
+        [n_bonds_directed] global edge ids.
+    """
+    edges = graph.in_edges(torch.as_tensor(nodes, device=graph.device), form="all")
+    gsrc, gdst, eids = (t.cpu().numpy() for t in edges)
+    local = np.full(graph.num_nodes(), -1, dtype=np.int64)
+    local[nodes] = np.arange(len(nodes))
+    keep = local[gsrc] >= 0
+    return local[gsrc[keep]], local[gdst[keep]], eids[keep]
+
+
+def single_images(src: np.ndarray, dst: np.ndarray, num_nodes: int, where: str) -> None:
+    """Refuse bonds that join a pair through several periodic images (cutoff above half the box).
+
+    Args:
+        src, dst: [n_edges] endpoints; num_nodes: particles; where: what the bonds are, for messages.
+
+    Raises:
+        UnwrapError: such bonds define no complex.
+    """
+    if len(np.unique(np.asarray(src) * num_nodes + np.asarray(dst))) < len(src):
+        raise topology.UnwrapError(
+            f"{where} joins some pairs through several periodic images (cutoff above half the "
+            "box): its bonds do not define a complex; build the dataset with a larger box or smaller --cutoff"
+        )
+
+
+def periodic_rips(
+    num_nodes: int,
+    src: np.ndarray,
+    dst: np.ndarray,
+    lengths: np.ndarray,
+    where: str,
+    max_simplices: int = topology.MAX_SIMPLICES,
+) -> topology.Persistence:
+    """Rips persistence of directed bonds with their minimum-image lengths (periodic-correct).
+
+    Args:
+        num_nodes: particles; src, dst: [n_edges] their local endpoints (both directions,
+            self-loops allowed); lengths: [n_edges] edge lengths (length units).
+        where: what the bonds are, for messages (``graph 3``, ``the neighbourhood of particle 7``).
+        max_simplices: largest complex built (:func:`glassgnn.topology.bond_persistence`).
+
+    Raises:
+        UnwrapError: from :func:`single_images`.
+        ComplexTooLargeError: from :func:`glassgnn.topology.bond_persistence`.
+    """
+    single_images(src, dst, num_nodes, where)
+    pairs, _, bond_of_edge = bonds(src, dst, np.zeros(len(src)))
+    bond_lengths = np.zeros(len(pairs))
+    keep = bond_of_edge >= 0
+    bond_lengths[bond_of_edge[keep]] = np.asarray(lengths, dtype=np.float64).reshape(-1)[keep]
+    return topology.bond_persistence(num_nodes, pairs, bond_lengths, max_simplices)
+
+
+def analyse_topology(explanation: Explanation, graph: dgl.DGLGraph, cell: np.ndarray, complex: str) -> dict:
+    """Positions, persistence, cycles and per-edge participation of one explanation.
+
+    ``alpha`` is computed on the neighbourhood unwrapped around the particle when every
+    bond among its particles fits that one copy; otherwise (the neighbourhood wraps
+    around the box), and always for ``rips``, the periodic Rips complex of those bonds
+    (:func:`periodic_rips`), which equals gudhi's Rips of the unwrapped positions up to
+    the cutoff when nothing wraps (tested).
+
+    Args:
+        explanation: one explained particle; graph: the whole graph it comes from.
+        cell: (3, 3) cell vectors as rows; complex: ``alpha`` or ``rips`` (asked for).
+
+    Returns:
+        The topology fields of :class:`ParticleResult`, ``complex`` the one used.
+    """
+    e = explanation
+    pos = graph.ndata[schema.POS].cpu().double().numpy()[e.nodes]
+    src, dst, eids = neighbourhood_bonds(graph, e.nodes)
+    disp = graph.edata[schema.DISP].cpu().double().numpy()[eids]
+    try:
+        positions = topology.unwrap_around(pos, cell, e.center, src, dst, disp)
+        fits = True
+    except topology.UnwrapError:
+        positions = topology.unwrap_around(pos, cell, e.center)  # nearest images, for the figure
+        fits = False
+    if complex == "alpha" and fits:
+        result = topology.persistence(positions, "alpha")
+        cycles = topology.representative_cycles(result, positions)
+    else:
+        lengths = graph.edata[schema.DIST].cpu().double().numpy()[eids]
+        where = f"the neighbourhood of particle {e.node}"
+        try:
+            result = periodic_rips(len(e.nodes), src, dst, lengths, where)
+        except topology.ComplexTooLargeError as err:
+            raise topology.ComplexTooLargeError(f"{where}: {err}; use fewer --num_hops") from err
+        cycles = topology.representative_cycles(result)
     pers = np.array([death - birth for _, birth, death in result.h1_pairs], dtype=np.float64)
-    count, total = topology.edge_participation(explanation.src, explanation.dst, cycles, pers)
+    count, total = topology.edge_participation(e.src, e.dst, cycles, pers)
     return {
+        "complex": result.complex,
         "positions": positions,
         "diagrams": result.diagrams,
         "cycles": cycles,
@@ -172,7 +276,6 @@ def explain_particles(
     pred = run.predict(graph)
     nodes = select_nodes(graph, cell, pred, options)
     hops = resolve_hops(run, options)
-    cutoff = float(run.manifest.get("graph", {}).get("cutoff") or graph.edata[schema.DIST].max())
     start = time.perf_counter()
     with tqdm(total=len(nodes), desc=f"{options.explainer} ({hops} hops)", unit="particle") as bar:
         if options.explainer == "gnnexplainer":
@@ -195,7 +298,7 @@ def explain_particles(
     for e in tqdm(explanations, desc=f"topology ({options.complex})", unit="particle"):
         start = time.perf_counter()
         fid = fidelity(run.model, graph, feat, e, options.top_k, rng, scale=run.std)
-        topo = analyse_topology(e, graph, cell, options.complex, cutoff)
+        topo = analyse_topology(e, graph, cell, options.complex)
         _, bond_imp, _ = bonds(e.src, e.dst, e.importance)
         results.append(
             ParticleResult(
@@ -260,6 +363,8 @@ def summary(results: list[ParticleResult], options: ExplainOptions, extra: dict)
     return {
         "parameters": {**asdict(options), **extra},
         "num_particles": len(results),
+        # alpha where the neighbourhood fits one unwrapped copy, else the periodic rips.
+        "complex_by_particle": {str(r.explanation.node): r.complex for r in results},
         "participation": pooled_statistics(results),
         "fidelity": fid,
         # How far the explained (subgraph) prediction is from the full-graph one: ~1e-6
@@ -318,7 +423,7 @@ def write_outputs(
         np.savez_compressed(handle, **arrays)
     rows = [
         "node,type,target,prediction,subgraph_nodes,subgraph_edges,h1_cycles,"
-        "fidelity_plus,fidelity_minus,fidelity_random,top_k_mean_cycles,bottom_k_mean_cycles"
+        "fidelity_plus,fidelity_minus,fidelity_random,top_k_mean_cycles,bottom_k_mean_cycles,complex"
     ]
     for r in results:
         e = r.explanation
@@ -327,7 +432,7 @@ def write_outputs(
         rows.append(
             f"{e.node},{types[e.node]},{r.target[0]:.6g},{r.prediction[0]:.6g},{len(e.nodes)},{len(e.src)},"
             f"{len(r.cycles)},{r.fidelity['plus']:.6g},{r.fidelity['minus']:.6g},{r.fidelity['random']:.6g},"
-            f"{top:.4g},{bottom:.4g}"
+            f"{top:.4g},{bottom:.4g},{r.complex}"
         )
     write_text(directory / "particles.csv", "\n".join(rows) + "\n")
     _figures(directory, results, summary_, graph, options)
@@ -337,13 +442,17 @@ def _figures(directory: Path, results, summary_: dict, graph: dgl.DGLGraph, opti
     first = results[0]
     e = first.explanation
     explain_plots.persistence_figure(
-        first.diagrams, f"{options.complex}, particle {e.node}", directory / "persistence_particle.png"
+        first.diagrams, f"{first.complex}, particle {e.node}", directory / "persistence_particle.png"
     )
     tier_values, all_imp, all_part = pooled_bonds(results)
     explain_plots.tier_histogram(tier_values, directory / "participation_by_tier.png", options.top_k)
     rho = summary_["participation"]["cycle_count"]["spearman_importance_participation"]["rho"]
     explain_plots.importance_scatter(all_imp, all_part, rho, directory / "importance_vs_participation.png")
     pairs, bond_imp, _ = bonds(e.src, e.dst, e.importance)
+    # A wrapped neighbourhood has bonds through a box face, which would cross the figure.
+    drawn = np.linalg.norm(first.positions[pairs[:, 0]] - first.positions[pairs[:, 1]], axis=1)
+    near = drawn <= float(graph.edata[schema.DIST].max()) + 1e-3
+    pairs, bond_imp = pairs[near], bond_imp[near]
     types = graph.ndata[schema.TYPE].cpu().numpy()[e.nodes]
     explain_plots.neighbourhood_figure(
         first.positions, types, pairs, bond_imp, e.center, options.top_k, directory / "neighbourhood_3d.png"
@@ -406,12 +515,7 @@ def whole_graph_topology(
     """
     src, dst = (t.cpu().numpy() for t in graph.edges())
     n = graph.num_nodes()
-    if len(np.unique(src * n + dst)) < len(src):
-        raise topology.UnwrapError(
-            f"graph {index} joins some pairs through several periodic images (cutoff above half the "
-            "box): its bonds do not define a complex; build the dataset with a larger box or smaller --cutoff"
-        )
-    pairs, _, bond_of_edge = bonds(src, dst, np.zeros(len(src)))
+    single_images(src, dst, n, f"graph {index}")
     if complex == "alpha":
         pos = graph.ndata[schema.POS].cpu().double().numpy()
         disp = graph.edata[schema.DISP].cpu().double().numpy()
@@ -426,11 +530,9 @@ def whole_graph_topology(
         result = topology.persistence(points, "alpha")
         cycles = topology.representative_cycles(result, points)
     else:
-        lengths = np.zeros(len(pairs))
-        keep = bond_of_edge >= 0
-        lengths[bond_of_edge[keep]] = graph.edata[schema.DIST].cpu().double().numpy().reshape(-1)[keep]
+        lengths = graph.edata[schema.DIST].cpu().double().numpy()
         try:
-            result = topology.bond_persistence(n, pairs, lengths, max_simplices)
+            result = periodic_rips(n, src, dst, lengths, f"graph {index}", max_simplices)
         except topology.ComplexTooLargeError as err:
             raise topology.ComplexTooLargeError(
                 f"graph {index}: {err}; explain a smaller snapshot, build the dataset with a smaller "

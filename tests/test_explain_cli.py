@@ -49,6 +49,7 @@ def test_cli_end_to_end_is_reproducible(run_dir, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_particles"] == 3
     assert summary["parameters"]["num_hops"] == 1  # the model's depth, from its config
+    assert set(summary["complex_by_particle"].values()) == {"alpha"}  # 1-hop neighbourhoods fit the box
     for stats in summary["participation"].values():
         assert set(stats["tiers"]) == set(topology.TIERS)
         assert all(stats["tiers"][t]["count"] > 0 for t in topology.TIERS)
@@ -76,6 +77,19 @@ def test_cli_end_to_end_is_reproducible(run_dir, tmp_path):
         _explain(run_dir, out)
     _explain(run_dir, out, "--overwrite", "--explainer=pgexplainer", "--complex=rips", "--select=random")
     assert json.loads((out / "summary.json").read_text())["parameters"]["explainer"] == "pgexplainer"
+
+
+def test_neighbourhoods_wrapping_around_the_box_use_the_periodic_rips_complex(run_dir, tmp_path):
+    """Issue 18, item 1: 3 hops of 1.6 in the 6-unit box wrap around it for particle 20 (not
+    for particle 5, in a small cluster); alpha is kept where it fits, and the summary says so."""
+    out = tmp_path / "wrap"
+    summary = _explain(run_dir, out, "--num_hops=3", "--nodes", "5", "20")
+    assert summary["complex_by_particle"] == {"5": "alpha", "20": "rips"}
+    assert summary["subgraph_vs_full_prediction_max_abs_diff"] < 1e-4  # a 1-step model, exact on 3 hops
+    rows = [line.split(",") for line in (out / "particles.csv").read_text().splitlines()]
+    assert rows[0][-1] == "complex" and [(r[0], r[-1]) for r in rows[1:]] == [("5", "alpha"), ("20", "rips")]
+    assert int(rows[2][6]) > 0  # H1 cycles of the wrapped neighbourhood
+    assert (out / "neighbourhood_3d.png").stat().st_size > 1000
 
 
 def test_bad_run_dir_is_a_clear_error(tmp_path, capsys):
