@@ -2,7 +2,8 @@
 
 Precedence (lowest to highest)::
 
-    built-in defaults (TrainConfig) < `global` section < the model's section < flags given
+    built-in defaults (TrainConfig) < `global` section < a recipe (`recipes.NAME`, chosen by
+    --recipe or by `global`) < the model's section < flags given
 
 The `global` section of ``train.conf.yaml`` holds training keys; a model's section
 may hold training keys and that model's hyperparameters (keys of its registered
@@ -71,6 +72,11 @@ class TrainConfig:
     """Training keys with their built-in defaults (the lowest precedence level)."""
 
     model_name: str | None = _f(None, "registered model to train (required)")
+    recipe: str | None = _f(
+        None,
+        "a named set of training keys from the `recipes` section of train.conf.yaml, applied after "
+        "`global` and before the model's section (e.g. cpu: descriptors, ridge baseline, warm-up)",
+    )
     dataset_dir: str | None = _f(None, "directory written by construct_graph.py (required)")
     seed: int = _f(0, "random seed (weights, shuffling, augmentation)")
     device: int = _f(-1, "-1 for CPU, k for cuda:k (under torchrun: the local rank's GPU)")
@@ -276,22 +282,40 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
-def _sections(path: Path, model_name: str) -> tuple[dict, dict]:
-    """Training keys and model hyperparameters from ``train.conf.yaml`` (global, then model section)."""
+RECIPES = "recipes"
+
+
+def _sections(path: Path, model_name: str, recipe: str | None) -> tuple[dict, dict]:
+    """Training keys and model hyperparameters from ``train.conf.yaml``: ``global``, then the
+    recipe ``recipes[recipe]`` (named by ``recipe`` or by ``global``), then the model's section."""
     data = _load_yaml(path)
     registered = model_names()
     for section, body in data.items():
-        if section != "global" and section not in registered:
+        if section not in ("global", RECIPES) and section not in registered:
             raise ConfigError(
                 f"{path}: section {section!r} is neither 'global' nor a registered model "
-                f"({', '.join(registered)})"
+                f"({', '.join(registered)}) nor '{RECIPES}'"
             )
         if body is not None and not isinstance(body, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
     training = _check_training(f"{path} [global]", data.get("global") or {})
-    hparams: dict = {}
+    recipes = {
+        name: _check_training(f"{path} [{RECIPES}.{name}]", body or {})
+        for name, body in (data.get(RECIPES) or {}).items()
+    }
+    for name, body in recipes.items():
+        if "recipe" in body:
+            raise ConfigError(f"{path} [{RECIPES}.{name}]: a recipe cannot name another recipe")
+    recipe = recipe or training.get("recipe")
+    if recipe is not None:
+        if recipe not in recipes:
+            known = ", ".join(recipes) or "none"
+            raise ConfigError(f"recipe {recipe!r} is not in {path} (recipes: {known})")
+        _update(training, {**recipes[recipe], "recipe": recipe})
     section = data.get(model_name) or {}
     where = f"{path} [{model_name}]"
+    if "recipe" in section:
+        raise ConfigError(f"{where}: choose a recipe in `global` or with --recipe, not in a model section")
     _update(training, _check_training(where, {k: v for k, v in section.items() if k in TRAIN_FIELDS}))
     hparams = _check_model(where, model_name, {k: v for k, v in section.items() if k not in TRAIN_FIELDS})
     return training, hparams
@@ -354,7 +378,7 @@ def resolve(
         if model_config_path is not None:
             if not Path(model_config_path).is_file():
                 raise ConfigError(f"{model_config_path}: no such model configuration file")
-            training, hparams = _sections(Path(model_config_path), name)
+            training, hparams = _sections(Path(model_config_path), name, given.get("recipe"))
             _update(resolved, training)
     _update(resolved, given)
     for key in ("model_name", "dataset_dir"):

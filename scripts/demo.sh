@@ -2,7 +2,8 @@
 # `make demo`: the whole pipeline on the bundled data, in about 10 minutes on 2 CPU cores.
 #   1. the pretrained DeepMind model (Bapst et al. 2020) on its bundled 4096-particle configuration;
 #   2. graphs of the bundled Kob-Andersen set (datasets/ka_T0.64, made by simulate.py);
-#   3. the MLP floor and the Bapst graph network trained on it (settings: scripts/demo.conf.yaml);
+#   3. the MLP floor, the descriptor floor (ridge regression on structural descriptors) and the
+#      Bapst graph network, all on the same split (settings: scripts/demo.conf.yaml);
 #   4. GNNExplainer + persistent homology on a few particles of the test configuration;
 #   5. a summary, printed and written to $OUT/summary.json.
 # Everything is written under outputs/demo (replaced on every run of the demo).
@@ -48,11 +49,12 @@ echo "== 2/5 graphs of $DATA ($NUM_TRAIN / 2 / 2 configurations, cutoff $CUTOFF,
     "propensity at time index $TIME_INDEX)"
 $PY construct_graph.py --train "${TRAIN_FILES[@]}" \
     --val "$DATA"/config_001[23].pickle --test "$DATA"/config_001[45].pickle \
-    --format bapst --cutoff "$CUTOFF" --time_index "$TIME_INDEX" --output_dir "$OUT/graphs" --overwrite
+    --format bapst --cutoff "$CUTOFF" --time_index "$TIME_INDEX" --descriptors \
+    --output_dir "$OUT/graphs" --overwrite
 
-echo "== 3/5 training: MLP floor ($MLP_EPOCHS epochs), then the Bapst graph network" \
-    "($EPOCHS epochs, at most $TRAIN_SECONDS s)"
-for spec in "mlp:$MLP_EPOCHS:0" "bapst:$EPOCHS:$TRAIN_SECONDS"; do
+echo "== 3/5 training: MLP floor ($MLP_EPOCHS epochs), descriptor floor (ridge, closed form)," \
+    "then the Bapst graph network ($EPOCHS epochs, at most $TRAIN_SECONDS s)"
+for spec in "mlp:$MLP_EPOCHS:0" "ridge:1:0" "bapst:$EPOCHS:$TRAIN_SECONDS"; do
     IFS=: read -r model epochs seconds <<<"$spec"
     $PY train.py --model_config_path "$CONF" --model_name "$model" --dataset_dir "$OUT/graphs" \
         --output_dir "$OUT/$model" --max_epoch "$epochs" --max_time "$seconds" --overwrite

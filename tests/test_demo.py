@@ -71,6 +71,13 @@ def test_cut_down_demo_runs_and_summarises(tmp_path):
     assert "floor: val 0.000" in stdout
     assert summary["explain"]["num_particles"] == 1
 
+    # The descriptor floor beside the network, on the same split.
+    ridge_val, ridge = _pearson(out / "ridge", "val")
+    assert ridge["selection"]["split"] == "val" and manifest["descriptor_names"]
+    assert math.isclose(runs["ridge"]["val_pearson"], ridge_val)
+    assert math.isclose(summary["bapst_minus_descriptor_floor_val"], bapst_val - ridge_val)
+    assert f"val {ridge_val:.3f}" in stdout and "descriptor floor" in stdout
+
 
 def test_demo_refuses_a_training_set_that_overlaps_val_and_test(tmp_path):
     env = {**os.environ, "PY": sys.executable, "DEMO_OUT": str(tmp_path / "demo"), "DEMO_NUM_TRAIN": "13"}
