@@ -1,9 +1,14 @@
 """The training loop: masked MSE on standardised targets, selection on validation only.
 
 One run: Adam (optionally AMSGrad, weight decay, gradient clipping, a learning-rate
-schedule) on mini-batches of graphs shuffled every epoch; every ``eval_interval``
-epochs, loss and metrics on train and val; early stopping after ``patience``
-evaluations without validation improvement. The test split is evaluated once, with
+schedule after a linear warm-up) on mini-batches of graphs shuffled every epoch; every
+``eval_interval`` epochs, loss and metrics on val and on the training graphs (all, or a
+fixed sample: ``train_eval_graphs``), of the weights or of their moving average
+(``ema_decay``); early stopping after ``patience`` evaluations without validation
+improvement, or a budget (``max_epoch``, ``max_time``, ``max_cpu_time``) that
+``--resume`` may raise to continue a finished run. A model fitted in closed form
+(``ridge``) takes one fit instead; ``baseline: ridge`` fits that floor first and trains
+the network on top of it (:mod:`models.baseline`). The test split is evaluated once, with
 the validation-selected checkpoint, after training. Shuffling and augmentation use a
 generator seeded by (seed, epoch) and all RNG states are checkpointed, so ``--resume``
 continues a killed run to the same result as an uninterrupted one.
@@ -23,6 +28,7 @@ import torch
 import tqdm
 import yaml
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from glassgnn import distributed, outputs, plots, schema
@@ -61,8 +67,13 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return ((pred - target)[mask] ** 2).mean()
 
 
-def train_epoch(model, optimizer, task: Task, cfg: dict, epoch: int, device, info: DistInfo) -> float:
-    """One pass over this rank's shard of the shuffled training graphs; returns the mean batch loss."""
+def train_epoch(
+    model, optimizer, task: Task, cfg: dict, epoch: int, device, info: DistInfo, ema=None
+) -> float:
+    """One pass over this rank's shard of the shuffled training graphs; returns the mean batch loss.
+
+    ``ema``: an :class:`torch.optim.swa_utils.AveragedModel` updated after every step (or None).
+    """
     model.train()
     generator = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)
     graphs = task.graphs["train"]
@@ -82,6 +93,8 @@ def train_epoch(model, optimizer, task: Task, cfg: dict, epoch: int, device, inf
         if cfg["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model.module if isinstance(model, DistributedDataParallel) else model)
         total += float(loss)
     losses = distributed.gather_objects((total, len(batches)), info)
     return sum(t for t, _ in losses) / max(1, sum(n for _, n in losses))
@@ -221,6 +234,8 @@ def fit(
     device = distributed.local_device(select_device(cfg["device"]), info)
     _check_fields(cfg)
     task = Task(graphs, manifest, cfg, graph_targets)
+    if cfg["baseline"] != "none" and _closed_form(cfg["model_name"]):
+        raise ConfigError(f"{cfg['model_name']} is fitted in closed form: baseline must be none")
     if task.level == "graph" and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
         raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
     resolved = {
@@ -251,9 +266,19 @@ def fit(
     return results
 
 
-def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo) -> dict:
+def _make_ema(module, cfg: dict):
+    """The moving average of ``module``'s weights (and batch-norm statistics), or None when off."""
+    if cfg["ema_decay"] <= 0:
+        return None
+    if not cfg["ema_decay"] < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg['ema_decay']}")
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema_decay"]), use_buffers=True)
+
+
+def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo, ema=None) -> dict:
     return {
         "model": module.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else None,
         "rng": distributed.gather_objects(rng_state(), info),
@@ -273,7 +298,7 @@ def _new_loop() -> dict:
     return loop | {"history": [], "elapsed": 0.0, "cpu_elapsed": 0.0, "segment": 1}
 
 
-def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo) -> dict:
+def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo, ema=None) -> dict:
     """Load last.pt into the model, optimiser, schedule and RNGs; return the loop state.
 
     A finished run continues when its budget (``max_epoch``, ``max_time``, ``patience``)
@@ -282,6 +307,8 @@ def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo) -> dict:
     """
     state = load_checkpoint(out / outputs.LAST)  # CPU: RNG states must stay CPU tensors
     module.load_state_dict(state["model"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
     if sched is not None:
         sched.load_state_dict(state["scheduler"])
@@ -345,8 +372,9 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     opt, sched = make_optimizer(module, cfg)
     metric = cfg["selection_metric"]
     maximise = SELECTION_METRICS[metric]
+    ema = _make_ema(module, cfg)
     if resume:
-        loop = _restore(out, module, opt, sched, cfg, info)
+        loop = _restore(out, module, opt, sched, cfg, info, ema)
     else:
         loop = _new_loop()
         if cfg["baseline"] == "ridge":
@@ -371,15 +399,16 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
         disable=not info.is_main,
     )
     for epoch in bar:
-        epoch_loss = train_epoch(model, opt, task, cfg, epoch, device, info)
+        epoch_loss = train_epoch(model, opt, task, cfg, epoch, device, info, ema)
         LOG.debug("epoch %d: mean batch loss %.5g, lr %.3g", epoch, epoch_loss, opt.param_groups[0]["lr"])
         if sched is not None and cfg["scheduler"] != "plateau":
             sched.step()
         loop["epoch"] = epoch
         if epoch % cfg["eval_interval"] == 0 or epoch == cfg["max_epoch"]:
             row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "epoch_loss": epoch_loss}
+            evaluated = module if ema is None else ema.module  # what is selected and saved
             for s, name in ((train_split, "train"), ("val", "val")):
-                result = evaluate(predict_split(module, task, s, cfg["batch_size"], device, info), task, s)
+                result = evaluate(predict_split(evaluated, task, s, cfg["batch_size"], device, info), task, s)
                 row[f"{name}_loss"] = result["loss"]
                 row.update({f"{name}_{m}": headline_of(result, m) for m in METRICS})
             value = row[f"val_{metric}"] if metric != "loss" else row["val_loss"]
@@ -400,10 +429,10 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
             else:
                 loop["bad_evals"] += 1
             loop["stopped"] = _stop_reason(loop, cfg, epoch, loop["elapsed"])
-            state = _state(module, opt, sched, loop, task, cfg, info)
+            state = _state(module, opt, sched, loop, task, cfg, info, ema)
             if info.is_main:
-                if improved:
-                    save_checkpoint(out / outputs.BEST, state)
+                if improved:  # best.pt's "model" holds the weights that were evaluated
+                    save_checkpoint(out / outputs.BEST, {**state, "model": evaluated.state_dict()})
                 save_checkpoint(out / outputs.LAST, state)
                 outputs.write_metrics_csv(out / "metrics.csv", loop["history"])
             LOG.info(

@@ -137,3 +137,47 @@ def test_cgcnn_pools_itself_in_a_graph_task_and_never_in_a_node_task(tmp_path):
     assert model_hparams(pooled, 2, 1, task="graph")["pooling"] == "sum"  # its section wins
     with pytest.raises(ConfigError, match="pooling 'sum' gives one value per graph but the task is node"):
         model_hparams(pooled, 2, 1, task="node")
+
+
+def test_a_recipe_sits_between_global_and_the_model_section(tmp_path):
+    path = _conf(
+        tmp_path,
+        {
+            "global": {"learning_rate": 0.01, "patience": 7, "max_epoch": 50},
+            "recipes": {"fast": {"learning_rate": 0.003, "patience": 5, "warmup_epochs": 2}},
+            "mlp": {"patience": 9},
+        },
+    )
+    plain = resolve({"model_name": "mlp", "dataset_dir": "d"}, path)
+    assert plain["recipe"] is None and plain["learning_rate"] == 0.01 and plain["warmup_epochs"] == 0
+    cfg = resolve({"model_name": "mlp", "dataset_dir": "d", "recipe": "fast", "max_epoch": 3}, path)
+    assert cfg["recipe"] == "fast"
+    assert cfg["learning_rate"] == 0.003 and cfg["warmup_epochs"] == 2  # the recipe beats global
+    assert cfg["patience"] == 9  # the model section beats the recipe
+    assert cfg["max_epoch"] == 3  # a given flag beats everything
+    chosen_globally = _conf(tmp_path, {"global": {"recipe": "fast"}, "recipes": {"fast": {"patience": 5}}})
+    assert resolve({"model_name": "mlp", "dataset_dir": "d"}, chosen_globally)["patience"] == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "given", "message"),
+    [
+        ({"recipes": {"a": {"patience": 1}}}, {"recipe": "b"}, "recipe 'b' is not in .* \\(recipes: a\\)"),
+        ({"recipes": {"a": {"patiense": 1}}}, {}, r"\[recipes.a\]: unknown key 'patiense'"),
+        ({"recipes": {"a": {"recipe": "a"}}}, {}, "a recipe cannot name another recipe"),
+        ({"recipes": {"a": {}}, "mlp": {"recipe": "a"}}, {}, "not in a model section"),
+    ],
+)
+def test_bad_recipes_are_refused_naming_the_key(tmp_path, data, given, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve({"model_name": "mlp", "dataset_dir": "d", **given}, _conf(tmp_path, data))
+
+
+def test_the_shipped_recipes_resolve_for_every_model():
+    from models.models import model_names
+
+    data = yaml.safe_load((REPO / "train.conf.yaml").read_text())
+    assert "cpu" in data["recipes"]
+    for name in model_names():
+        cfg = resolve({"model_name": name, "dataset_dir": "d", "recipe": "cpu"}, REPO / "train.conf.yaml")
+        assert cfg["recipe"] == "cpu" and "descriptors" in cfg["node_fields"]

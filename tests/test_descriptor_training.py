@@ -161,7 +161,7 @@ def _cfg(out, **kw):
 def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(dataset, tmp_path):
     out, _ = dataset
     data = load_dataset(out)
-    cfg = _cfg(out, baseline="ridge", max_epoch=6, eval_interval=2, learning_rate=3e-3)
+    cfg = _cfg(out, baseline="ridge", max_epoch=6, eval_interval=2, learning_rate=3e-3, ema_decay=0.8)
     ridge = fit({**cfg, "model_name": "ridge", "model": {}, "baseline": "none"}, *data, tmp_path / "ridge")
     full = fit(cfg, *data, tmp_path / "full")
     start = load_run(tmp_path / "full")
@@ -178,8 +178,12 @@ def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(data
         fit(cfg, *data, tmp_path / "cut", on_epoch_end=interrupt)
     resumed = fit(cfg, *data, tmp_path / "cut", resume=True)
     assert resumed["metrics"] == full["metrics"]
-    for key, value in torch.load(tmp_path / "full" / "last.pt")["model"].items():
-        assert torch.equal(value, torch.load(tmp_path / "cut" / "last.pt")["model"][key])
+    # the moving average is what was evaluated, selected and saved as best.pt's weights
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(tmp_path / "full" / name)
+        averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
+        same = [torch.equal(state["model"][k], v) for k, v in averaged.items()]
+        assert all(same) if name == "best.pt" else not all(same)  # last.pt keeps the raw weights
 
 
 def test_finished_run_continues_with_a_larger_budget_as_if_never_stopped(dataset, tmp_path):
