@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from glassgnn import schema
-from glassgnn.dataset import load_split, load_split_labels
+from glassgnn.dataset import load_manifest, load_split, load_split_labels
 from glassgnn.devices import DeviceError, flush_denormals, select_device
 from glassgnn.explain_pipeline import (
     DEFAULT_EPOCHS,
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         flush_denormals()  # before any parallel work: torch's threads inherit it (glassgnn.devices)
         run = load_run(args.run_dir, select_device(args.device))
         dataset_dir = args.dataset_dir or run.config["dataset_dir"]
+        run.check_dataset(load_manifest(dataset_dir), str(dataset_dir))
         graphs = load_split(dataset_dir, args.split)
         if not 0 <= args.graph_index < len(graphs):
             raise ValueError(

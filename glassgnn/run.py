@@ -117,6 +117,28 @@ class Run:
             )
         return graph.ndata[schema.TARGET][:, self.columns]
 
+    def check_dataset(self, manifest: dict, where: str) -> None:
+        """Refuse a dataset whose node inputs differ from the run's (another type map, a missing
+        input field, descriptors with other parameters): the model would read other numbers.
+
+        Args:
+            manifest: the dataset's manifest.
+            where: the dataset directory, for the message.
+        """
+        if manifest.get("type_map") != self.manifest["type_map"]:
+            raise ValueError(f"{where}: type map {manifest.get('type_map')} differs from the run's")
+        fields = self.config["node_fields"]
+        missing = [name for name in fields if name not in manifest.get("extra_fields", {})]
+        if missing:
+            raise ValueError(f"{where}: the run reads node field(s) {missing}, which the dataset lacks")
+        if schema.DESCRIPTORS in fields:
+            mine, theirs = self.manifest["graph"]["descriptors"], manifest["graph"].get("descriptors")
+            if theirs != mine:
+                raise ValueError(
+                    f"{where}: descriptors built with {theirs}, the run's with {mine}; rebuild the "
+                    "dataset with the run's parameters (construct_graph.py --descriptor_param)"
+                )
+
     @torch.no_grad()
     def predict(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Predictions in original target units on ``self.device``: [n_atoms, k] for a node

@@ -224,3 +224,25 @@ def test_warmup_then_cosine_and_a_sampled_train_evaluation(dataset, tmp_path):
     cosine = [1e-2 * 0.5 * (1 + np.cos(np.pi * k / 5)) for k in range(1, 6)]
     assert lr[3:] == pytest.approx(cosine, rel=1e-6, abs=1e-12)
     assert all(r["train_eval_graphs"] == 1 for r in rows)
+
+
+def test_explain_refuses_a_dataset_built_with_other_descriptors(dataset, tmp_path, capsys):
+    out, files = dataset
+    run = tmp_path / "ridge"
+    train.main(["--model_name", "ridge", "--dataset_dir", str(out), "--output_dir", str(run)])
+    other = tmp_path / "other"
+    params = [p if not p.startswith("coarse_radii") else "coarse_radii=[1.4]" for p in PARAMS]
+    construct_graph.main(
+        ["--train", *map(str, files[:2]), "--val", str(files[4]), "--test", str(files[6]), "--target", "y"]
+        + ["--cutoff", "1.5", "--descriptors", "--descriptor_param", *params, "--output_dir", str(other)]
+    )
+    capsys.readouterr()
+    import explain
+
+    with pytest.raises(SystemExit):
+        explain.main(
+            ["--run_dir", str(run), "--dataset_dir", str(other), "--nodes", "0"]
+            + ["--output_dir", str(tmp_path / "ex")]
+        )
+    assert "descriptors built with" in capsys.readouterr().err
+    assert not (tmp_path / "ex").exists()
