@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))  # run as a script from any directory
 
 from glassgnn import descriptors  # noqa: E402
 from glassgnn.readers import read_snapshots  # noqa: E402
+from models.ridge import NormalEquations  # noqa: E402
 
 CUZR = REPO.parent / "shared" / "data" / "cuzr_symgnn"
 KA = REPO / "datasets" / "ka_T0.64"
@@ -46,7 +47,7 @@ ALPHAS = np.logspace(-7, 3, 21)  # ridge strength per training row, on standardi
 def ridge_pearson(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
 ) -> tuple[float, float]:
-    """Best validation Pearson over :data:`ALPHAS` and its alpha.
+    """Best validation Pearson over :data:`ALPHAS` and its alpha (the solver of ``models.ridge``).
 
     Args:
         x_train: [n_train, d] features; y_train: [n_train] targets; x_val, y_val likewise.
@@ -54,13 +55,13 @@ def ridge_pearson(
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     std[std == 0] = 1.0  # constant columns (an absent species) stay zero
     a, b = (x_train - mean) / std, (x_val - mean) / std
-    y_mean = y_train.mean()
-    values, vectors = np.linalg.eigh(a.T @ a)
-    projected = vectors.T @ (a.T @ (y_train - y_mean))
+    equations = NormalEquations(a.shape[1], 1)
+    equations.add(torch.from_numpy(a), torch.from_numpy(y_train).reshape(-1, 1))
+    alphas = [float(alpha) * len(a) for alpha in ALPHAS]
     best = (-np.inf, np.nan)
-    for alpha in ALPHAS:
-        weights = vectors @ (projected / (values + alpha * len(a)))
-        best = max(best, (float(np.corrcoef(b @ weights + y_mean, y_val)[0, 1]), float(alpha)))
+    for alpha, (weight, bias) in zip(ALPHAS, equations.solve(alphas), strict=True):
+        pred = b @ weight.numpy()[:, 0] + float(bias[0])
+        best = max(best, (float(np.corrcoef(pred, y_val)[0, 1]), float(alpha)))
     return best
 
 
