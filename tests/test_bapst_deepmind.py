@@ -57,15 +57,6 @@ requires_checkpoint = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny graphs run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory) -> tuple[np.ndarray, dict, str]:
     """``predict.py --run_dir <converted t044> --input test_large.pickle --time_index 0``:
