@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glassgnn.lammps_inputs import KASystem, box_length, max_cutoff
+from glassgnn.lammps_driver import KASystem, box_length, max_cutoff
 
 # Nominal F_s levels whose crossing times define the stored time indices, as in
 # the published files: 0.9 ... 0.1, then 1/e (the alpha-relaxation time).
@@ -127,7 +127,7 @@ def self_isf(displacements: np.ndarray, k: float) -> float:
     return float(np.mean(np.sinc(k * r / np.pi)))
 
 
-def wrap(positions: np.ndarray, length: float) -> np.ndarray:
+def wrap_into_box(positions: np.ndarray, length: float) -> np.ndarray:
     """[N, 3] positions mapped into [0, length) (LAMMPS lets atoms stray out between re-neighbourings)."""
     wrapped = np.mod(positions, length)
     wrapped[wrapped >= length] = 0.0  # np.mod of a tiny negative number can round up to length
@@ -243,7 +243,7 @@ def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> di
         for c in range(cfg.n_configs):
             if c > 0:
                 system.run(spacing)
-            positions.append(wrap(system.positions(), system.length))
+            positions.append(wrap_into_box(system.positions(), system.length))
             pe_samples.append(system.thermo("pe"))
             press_samples.append(system.thermo("press"))
     report = {

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import simulate
-from glassgnn import simulation_output
-from glassgnn.lammps_inputs import KASystem, LammpsError, box_length, potential_commands, system_commands
+from glassgnn import simulation_run
+from glassgnn.lammps_driver import KASystem, LammpsError, box_length, potential_commands, system_commands
 from glassgnn.simulation import crossing_time, log_grid_steps, self_isf
 from tests.conftest import DEEPMIND_DIR
 
@@ -229,9 +229,9 @@ def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, 
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "config_0001.pickle").unlink()
     calls = []
-    real = simulation_output.isoconfigurational
+    real = simulation_run.isoconfigurational
     monkeypatch.setattr(
-        simulation_output,
+        simulation_run,
         "isoconfigurational",
         lambda cfg, c, *a, **k: calls.append(c) or real(cfg, c, *a, **k),
     )
