@@ -256,6 +256,27 @@ def test_equilibration_is_deterministic():
     assert first["report"]["converged"]
 
 
+@pytest.mark.parametrize(
+    "taus, elapsed, expected",
+    [
+        ((1.0, 1.0, 1.0), 30.0, True),  # three steady windows, 30 tau_alpha run
+        ((1.0, 1.0), 30.0, False),  # fewer than min_windows
+        ((1.0, 1.0, 1.0), 5.0, False),  # steady, but only 5 tau_alpha run (equil_taus 10)
+        ((1.0, 2.0, 4.0, 8.0), 1e4, False),  # still ageing: the kept halves disagree (4 vs 8)
+        ((8.0, 4.0, 1.0, 1.0), 30.0, True),  # ageing only in the first half, which is not judged
+        ((1e3, 1e3, 1e3), 1e6, False),  # F_s never reaches 1/e: no tau_alpha, not converged
+    ],
+)
+def test_equilibration_rule_without_lammps(taus, elapsed, expected):
+    """The convergence rule of step 2 on exact F_s = exp(-t / tau) windows, no MD."""
+    from glassgnn.simulation import SimulationConfig, is_equilibrated
+
+    cfg = SimulationConfig(dt=0.01, min_windows=3, tau_tolerance=0.25, equil_taus=10.0)
+    grid = log_grid_steps(2000)  # t up to 20
+    curves = [np.exp(-grid * cfg.dt / tau) for tau in taus]
+    assert is_equilibrated(cfg, grid, curves, elapsed) is expected
+
+
 def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):
     out = tmp_path / "ka"
     shutil.copytree(tiny_run, out)
