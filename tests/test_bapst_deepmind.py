@@ -29,19 +29,14 @@ import predict
 import train
 from glassgnn import schema
 from glassgnn.config import load_resolved
-from glassgnn.convert_deepmind import (
-    CheckpointError,
-    convert,
-    deepmind_state_dict,
-    evaluate_pretrained,
-    main,
-    read_checkpoint,
-)
+from glassgnn.convert_deepmind import convert, deepmind_state_dict, main
 from glassgnn.dataset import build_graphs
+from glassgnn.deepmind_demo import evaluate_pretrained
 from glassgnn.graph import build_graph
 from glassgnn.metrics import grouped_metrics
 from glassgnn.readers import propensity, read_snapshots
 from glassgnn.run import load_run
+from glassgnn.tf_checkpoint import CheckpointError, read_checkpoint
 from models.models import build_model
 
 BUNDLE = REPO / "datasets" / "deepmind"
