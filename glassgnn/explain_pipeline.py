@@ -1,5 +1,5 @@
 """explain.py's analysis: explain particles of a trained run, then relate bond importance
-to persistent-homology cycles (see :mod:`glassgnn.explanation` and :mod:`glassgnn.topology`).
+to persistent-homology cycles (see :mod:`glassgnn.gnnexplainer` and :mod:`glassgnn.topology`).
 
 Per particle: its L-hop subgraph, an importance per edge, fidelity, positions
 unwrapped around it, a filtration, representative H1 cycles and the cycle
@@ -30,17 +30,15 @@ import torch
 from tqdm.auto import tqdm
 
 from glassgnn import explain_plots, schema, topology
-from glassgnn.explanation import (
-    Explanation,
+from glassgnn.explain_subgraph import Explanation, bonds
+from glassgnn.fidelity import bond_fidelity, fidelity
+from glassgnn.fileio import atomic_path, write_json, write_text
+from glassgnn.gnnexplainer import (
     GNNExplainerSettings,
     GraphExplanation,
-    bond_fidelity,
-    bonds,
     explain_gnnexplainer,
     explain_graph_prediction,
-    fidelity,
 )
-from glassgnn.fileio import atomic_path, write_json, write_text
 from glassgnn.pgexplainer import PGExplainerSettings, explain_pgexplainer
 
 EXPLAINERS = ("gnnexplainer", "pgexplainer")
@@ -87,7 +85,7 @@ class ParticleResult:
         cycles: representative H1 cycles (pairs of subgraph-local indices).
         cycle_persistence: [n_cycles] death - birth of each.
         edge_cycles, edge_cycle_persistence: [n_edges] participation of each edge.
-        tiers: {tier: [k] bond indices} (bonds from :func:`glassgnn.explanation.bonds`).
+        tiers: {tier: [k] bond indices} (bonds from :func:`glassgnn.explain_subgraph.bonds`).
         seconds: explainer share plus fidelity and topology time, for timing.json.
         explain_seconds: the explainer share alone (its batch's time / particles).
     """

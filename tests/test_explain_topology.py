@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from glassgnn import explain_pipeline as ep
-from glassgnn import explanation as ex
+from glassgnn import explain_subgraph as sg
 from glassgnn import schema, topology
 from glassgnn.graph import build_graph
 
@@ -22,11 +22,11 @@ def periodic_graph() -> dgl.DGLGraph:
     return build_graph(rng.uniform(0, BOX, (90, 3)), rng.integers(0, 2, 90), np.full(3, BOX), CUTOFF)
 
 
-def _explanation(graph: dgl.DGLGraph, node: int, hops: int) -> ex.Explanation:
+def _explanation(graph: dgl.DGLGraph, node: int, hops: int) -> sg.Explanation:
     """The computation subgraph of ``node`` as an explanation (importances do not enter the topology)."""
-    sub, center = ex.computation_subgraph(graph, node, hops)
+    sub, center = sg.computation_subgraph(graph, node, hops)
     src, dst = (t.numpy() for t in sub.edges())
-    return ex.Explanation(
+    return sg.Explanation(
         node=node,
         center=center,
         nodes=sub.ndata[dgl.NID].numpy(),
