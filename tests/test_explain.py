@@ -320,24 +320,24 @@ def test_graph_level_explanation_uses_dgls_explain_graph_with_a_regression_loss(
 
 
 def test_whole_graph_topology_refuses_alpha_on_a_periodic_graph_and_uses_periodic_rips():
-    from glassgnn import explain_pipeline as ep
+    from glassgnn import explain_topology as et
     from glassgnn import topology
 
     graph = small_graph(5, n=60, box=6.0)
     cell = np.diag(np.full(3, 6.0))
     with pytest.raises(topology.UnwrapError, match="use --complex rips"):
-        ep.whole_graph_topology(graph, cell, "alpha", index=3)
-    topo = ep.whole_graph_topology(graph, cell, "rips")
+        et.whole_graph_topology(graph, cell, "alpha", index=3)
+    topo = et.whole_graph_topology(graph, cell, "rips")
     assert len(topo["edge_cycles"]) == graph.num_edges() and topo["num_nodes"] == 60
     assert len(topo["cycles"]) == len(topo["cycle_persistence"]) > 0
     # A cluster far from the box faces is one piece: alpha works and is gudhi's alpha of the positions.
     rng = np.random.default_rng(0)
     cluster = build_graph(rng.uniform(8, 12, (40, 3)), rng.integers(0, 2, 40), np.full(3, 20.0), 1.5)
-    topo = ep.whole_graph_topology(cluster, np.diag(np.full(3, 20.0)), "alpha")
+    topo = et.whole_graph_topology(cluster, np.diag(np.full(3, 20.0)), "alpha")
     reference = topology.persistence(cluster.ndata[schema.POS].double().numpy(), "alpha")
     np.testing.assert_allclose(topo["diagrams"][1], reference.diagrams[1])
     with pytest.raises(topology.ComplexTooLargeError, match="graph 2: .* smaller --cutoff"):
-        ep.whole_graph_topology(graph, cell, "rips", index=2, max_simplices=100)
+        et.whole_graph_topology(graph, cell, "rips", index=2, max_simplices=100)
 
 
 def test_layer_edge_ids_against_breadth_first_search(setup):
