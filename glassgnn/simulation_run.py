@@ -27,14 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from glassgnn.equilibration import crossing_time, equilibrate
 from glassgnn.fileio import OutputExistsError, atomic_path, sha256, write_json
 from glassgnn.lammps_driver import KA_CUTOFF, KA_DENSITY, KA_FRACTION_A, KA_PAIRS, lammps_version
 from glassgnn.simulation import (
     SimulationConfig,
     SimulationError,
     bapst_record,
-    crossing_time,
-    equilibrate,
     isoconfigurational,
     time_selection,
 )

@@ -14,8 +14,8 @@ import pytest
 
 import simulate
 from glassgnn import simulation_run
+from glassgnn.equilibration import crossing_time, log_grid_steps, self_isf
 from glassgnn.lammps_driver import KASystem, LammpsError, box_length, potential_commands, system_commands
-from glassgnn.simulation import crossing_time, log_grid_steps, self_isf
 from tests.conftest import DEEPMIND_DIR
 
 # Kob & Andersen, PRE 51, 4626 (1995): (epsilon, sigma) typed in from the paper, not from our table.
@@ -244,7 +244,8 @@ def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, 
 
 def test_equilibration_is_deterministic():
     """A run killed before configurations.npz exists redoes the equilibration: it must repeat exactly."""
-    from glassgnn.simulation import SimulationConfig, equilibrate
+    from glassgnn.equilibration import equilibrate
+    from glassgnn.simulation import SimulationConfig
 
     cfg = SimulationConfig(
         n_atoms=N_ATOMS, temperature=TEMPERATURE, n_configs=2, threads=1, melt_time=1, quench_time=1,
@@ -269,7 +270,8 @@ def test_equilibration_is_deterministic():
 )
 def test_equilibration_rule_without_lammps(taus, elapsed, expected):
     """The convergence rule of step 2 on exact F_s = exp(-t / tau) windows, no MD."""
-    from glassgnn.simulation import SimulationConfig, is_equilibrated
+    from glassgnn.equilibration import is_equilibrated
+    from glassgnn.simulation import SimulationConfig
 
     cfg = SimulationConfig(dt=0.01, min_windows=3, tau_tolerance=0.25, equil_taus=10.0)
     grid = log_grid_steps(2000)  # t up to 20
