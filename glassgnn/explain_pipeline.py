@@ -57,8 +57,27 @@ class ExplainOptions:
 
 
 @dataclass
-class ParticleResult:
-    """One explained particle with its topology.
+class CycleParticipation:
+    """The H1 cycles of an explained neighbourhood or graph and each edge's part in them.
+
+    Attributes:
+        diagrams: {dim: [n, 2]} persistence diagram.
+        cycles: representative H1 cycles (pairs of local node indices).
+        cycle_persistence: [n_cycles] death - birth of each.
+        edge_cycles, edge_cycle_persistence: [n_edges] participation of each edge: cycles
+            it lies on, and their summed persistence.
+    """
+
+    diagrams: dict[int, np.ndarray]
+    cycles: list
+    cycle_persistence: np.ndarray
+    edge_cycles: np.ndarray
+    edge_cycle_persistence: np.ndarray
+
+
+@dataclass
+class ParticleResult(CycleParticipation):
+    """One explained particle with its topology (fields of :class:`CycleParticipation` first).
 
     Attributes:
         explanation: the explainer's output (subgraph, importance per edge).
@@ -71,10 +90,6 @@ class ParticleResult:
             because the neighbourhood wraps around the box).
         positions: [n_sub, 3] positions of the subgraph, each the periodic image
             nearest the particle (one consistent piece unless the neighbourhood wraps).
-        diagrams: {dim: [n, 2]} persistence diagram.
-        cycles: representative H1 cycles (pairs of subgraph-local indices).
-        cycle_persistence: [n_cycles] death - birth of each.
-        edge_cycles, edge_cycle_persistence: [n_edges] participation of each edge.
         tiers: {tier: [k] bond indices} (bonds from :func:`glassgnn.explain_subgraph.bonds`).
         seconds: explainer share plus fidelity and topology time, for timing.json.
         explain_seconds: the explainer share alone (its batch's time / particles).
@@ -87,11 +102,6 @@ class ParticleResult:
     fidelity: dict
     complex: str
     positions: np.ndarray
-    diagrams: dict[int, np.ndarray]
-    cycles: list
-    cycle_persistence: np.ndarray
-    edge_cycles: np.ndarray
-    edge_cycle_persistence: np.ndarray
     tiers: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
     explain_seconds: float = 0.0
@@ -104,8 +114,9 @@ class ParticleResult:
 
 
 @dataclass
-class GraphResult:
-    """One explained graph-level prediction with the topology of the whole graph.
+class GraphResult(CycleParticipation):
+    """One explained graph-level prediction with the topology of the whole graph (fields of
+    :class:`CycleParticipation` first).
 
     Attributes:
         explanation: importance per edge of the graph (:func:`explain_graph_prediction`).
@@ -113,8 +124,6 @@ class GraphResult:
         fidelity: ``plus``, ``minus``, ``random`` (original units) and ``k``.
         num_nodes: particles in the graph.
         src, dst: [n_edges] endpoints of the graph's edges.
-        diagrams, cycles, cycle_persistence, edge_cycles, edge_cycle_persistence: as
-            in :class:`ParticleResult`, for the whole graph.
         tiers: {tier: [k] bond indices}.
         seconds: explainer and topology time.
     """
@@ -126,11 +135,6 @@ class GraphResult:
     num_nodes: int
     src: np.ndarray
     dst: np.ndarray
-    diagrams: dict[int, np.ndarray]
-    cycles: list
-    cycle_persistence: np.ndarray
-    edge_cycles: np.ndarray
-    edge_cycle_persistence: np.ndarray
     tiers: dict[str, np.ndarray]
     seconds: float
 

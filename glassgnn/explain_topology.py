@@ -177,7 +177,8 @@ def whole_graph_topology(
 def _cycle_fields(
     result: topology.Persistence, src: np.ndarray, dst: np.ndarray, points: np.ndarray | None = None
 ) -> dict:
-    """Representative H1 cycles of ``result`` and the participation of each edge in them.
+    """Representative H1 cycles of ``result`` and the participation of each edge in them
+    (the fields of :class:`glassgnn.explain_pipeline.CycleParticipation`).
 
     Args:
         result: persistence of a complex; src, dst: [n_edges] local endpoints of the edges
