@@ -119,7 +119,8 @@ class GraphResult(CycleParticipation):
     :class:`CycleParticipation` first).
 
     Attributes:
-        explanation: importance per edge of the graph (:func:`explain_graph_prediction`).
+        explanation: importance per edge of the graph
+            (:func:`glassgnn.gnnexplainer.explain_graph_prediction`).
         prediction, target: [k] in original target units (target NaN when unknown).
         fidelity: ``plus``, ``minus``, ``random`` (original units) and ``k``.
         num_nodes: particles in the graph.

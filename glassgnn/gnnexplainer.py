@@ -112,7 +112,7 @@ def explain_gnnexplainer(
         progress: optional tqdm bar, advanced by one per particle.
 
     Returns:
-        One :class:`Explanation` per node, in order.
+        One :class:`~glassgnn.explain_subgraph.Explanation` per node, in order.
     """
     settings = settings or GNNExplainerSettings()
     out: list[Explanation] = []

@@ -158,7 +158,7 @@ def explain_pgexplainer(
     Args: as :func:`glassgnn.gnnexplainer.explain_gnnexplainer`.
 
     Returns:
-        One :class:`Explanation` per node, in order (``feat_importance`` is NaN:
+        One :class:`~glassgnn.explain_subgraph.Explanation` per node, in order (``feat_importance`` is NaN:
         PGExplainer learns no feature mask).
     """
     settings = settings or PGExplainerSettings()
