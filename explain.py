@@ -36,12 +36,9 @@ from glassgnn.explain_pipeline import (
     ExplainOptions,
     explain_graph_level,
     explain_particles,
-    graph_summary,
     resolve_hops,
-    summary,
-    write_graph_outputs,
-    write_outputs,
 )
+from glassgnn.explain_report import graph_summary, summary, write_graph_outputs, write_outputs
 from glassgnn.fileio import OutputExistsError, atomic_directory
 from glassgnn.run import load_run
 from glassgnn.topology import COMPLEXES, ComplexTooLargeError, UnwrapError

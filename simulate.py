@@ -14,9 +14,9 @@ import argparse
 import sys
 
 from glassgnn.fileio import OutputExistsError
-from glassgnn.lammps_inputs import LammpsError
+from glassgnn.lammps_driver import LammpsError
 from glassgnn.simulation import SimulationConfig, SimulationError
-from glassgnn.simulation_output import generate
+from glassgnn.simulation_run import generate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

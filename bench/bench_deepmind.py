@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glassgnn.convert_deepmind import BUNDLED_CONFIGURATION, BUNDLED_RUN, evaluate_pretrained
+from glassgnn.deepmind_demo import BUNDLED_CONFIGURATION, BUNDLED_RUN, evaluate_pretrained
 from glassgnn.readers import read_snapshots
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "fixtures"

@@ -40,13 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from glassgnn import schema  # noqa: E402
 from glassgnn.devices import flush_denormals  # noqa: E402
 from glassgnn.explain_pipeline import ExplainOptions, explain_particles  # noqa: E402
-from glassgnn.explanation import (  # noqa: E402
-    GNNExplainerSettings,
-    _entropy,
-    _initial_masks,
-    computation_subgraph,
-)
+from glassgnn.explain_subgraph import computation_subgraph  # noqa: E402
 from glassgnn.features import node_features  # noqa: E402
+from glassgnn.gnnexplainer import GNNExplainerSettings, _entropy, _initial_masks  # noqa: E402
 from glassgnn.graph import build_graph  # noqa: E402
 from models.models import build_model  # noqa: E402
 

@@ -12,7 +12,7 @@ import argparse
 import os
 import time
 
-from glassgnn.lammps_inputs import KASystem, lammps_version
+from glassgnn.lammps_driver import KASystem, lammps_version
 
 
 def steps_per_second(n_atoms: int, threads: int, steps: int, temperature: float = 0.5) -> float:

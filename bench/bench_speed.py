@@ -42,8 +42,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from glassgnn.convert_deepmind import BUNDLED_CONFIGURATION, BUNDLED_RUN  # noqa: E402
 from glassgnn.dataset import build_graphs  # noqa: E402
+from glassgnn.deepmind_demo import BUNDLED_CONFIGURATION, BUNDLED_RUN  # noqa: E402
 from glassgnn.devices import flush_denormals  # noqa: E402
 from glassgnn.run import load_run  # noqa: E402
 

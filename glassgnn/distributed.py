@@ -83,15 +83,6 @@ def gather_objects(obj: Any, info: DistInfo) -> list:
     return out
 
 
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def barrier(info: DistInfo) -> None:
     """Wait for all ranks."""
     if info.enabled:

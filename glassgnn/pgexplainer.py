@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from glassgnn import schema
-from glassgnn.explanation import (
+from glassgnn.explain_subgraph import (
     Explanation,
     check_per_particle,
     khop_subgraphs,
@@ -155,10 +155,10 @@ def explain_pgexplainer(
 ) -> list[Explanation]:
     """Train one PGExplainer on (up to ``max_train_nodes`` of) ``nodes``, then explain each of them.
 
-    Args: as :func:`glassgnn.explanation.explain_gnnexplainer`.
+    Args: as :func:`glassgnn.gnnexplainer.explain_gnnexplainer`.
 
     Returns:
-        One :class:`Explanation` per node, in order (``feat_importance`` is NaN:
+        One :class:`~glassgnn.explain_subgraph.Explanation` per node, in order (``feat_importance`` is NaN:
         PGExplainer learns no feature mask).
     """
     settings = settings or PGExplainerSettings()

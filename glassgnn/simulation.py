@@ -23,6 +23,9 @@ Harrowell & Fynewever, PRL 93, 135701 (2004) for the isoconfigurational ensemble
    ``n_iso = 0`` skips this step: snapshots only, for per-snapshot targets such as
    the temperature in ``metadata`` (the per-trajectory entries are then empty).
 
+Steps 1-3: :mod:`glassgnn.equilibration`; step 4 and the stored records: here; the
+run directory: :mod:`glassgnn.simulation_run`.
+
 Every trajectory starts from a fresh LAMMPS instance built from stored
 positions and velocities, so each file depends only on the stored
 configurations, the seed and the (fixed) thread count: a resumed run writes the
@@ -38,13 +41,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glassgnn.lammps_inputs import KASystem, box_length, max_cutoff
+from glassgnn.lammps_driver import KASystem, box_length, max_cutoff
 
 # Nominal F_s levels whose crossing times define the stored time indices, as in
 # the published files: 0.9 ... 0.1, then 1/e (the alpha-relaxation time).
 IS_VALUES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, math.exp(-1.0))
 K_FIRST_PEAK = 7.25  # first peak of S(k) of the KA liquid at density 1.2 (Kob & Andersen 1995)
-GRID_PER_DECADE = 24  # log-spaced time grid density (the public files use about 24 per decade)
 
 
 class SimulationError(ValueError):
@@ -116,159 +118,9 @@ class SimulationConfig:
         return out
 
 
-def self_isf(displacements: np.ndarray, k: float) -> float:
-    """Isotropic self-intermediate scattering function ``<sin(k r)/(k r)>``.
-
-    Args:
-        displacements: [n, 3] unwrapped displacements of the particles averaged over.
-        k: wave number (1 / sigma_AA).
-    """
-    r = np.linalg.norm(displacements, axis=-1)
-    return float(np.mean(np.sinc(k * r / np.pi)))
-
-
-def wrap(positions: np.ndarray, length: float) -> np.ndarray:
-    """[N, 3] positions mapped into [0, length) (LAMMPS lets atoms stray out between re-neighbourings)."""
-    wrapped = np.mod(positions, length)
-    wrapped[wrapped >= length] = 0.0  # np.mod of a tiny negative number can round up to length
-    return wrapped
-
-
-def log_grid_steps(max_steps: int, per_decade: int = GRID_PER_DECADE) -> np.ndarray:
-    """Strictly increasing step counts, log-spaced from 1 to ``max_steps`` (inclusive)."""
-    n = int(math.ceil(per_decade * math.log10(max(max_steps, 2)))) + 1
-    steps = np.unique(np.round(np.geomspace(1, max_steps, n)).astype(np.int64))
-    return steps
-
-
-def crossing_time(times: np.ndarray, fs: np.ndarray, level: float) -> float:
-    """First time at which ``fs`` falls to ``level``, interpolated linearly in log t; NaN if never."""
-    below = np.nonzero(fs <= level)[0]
-    if len(below) == 0:
-        return float("nan")
-    i = int(below[0])
-    if i == 0 or times[i - 1] <= 0:
-        return float(times[i])
-    frac = (fs[i - 1] - level) / (fs[i - 1] - fs[i])
-    return float(np.exp(np.log(times[i - 1]) + frac * (np.log(times[i]) - np.log(times[i - 1]))))
-
-
-def _isf_window(system: KASystem, steps: np.ndarray, mask_a: np.ndarray, k: float, stop_below: float):
-    """Advance along ``steps`` measuring F_s from the window start; stop once F_s <= stop_below."""
-    origin = system.unwrapped_positions()
-    fs, pe, press, done = [], [], [], 0
-    for s in steps:
-        system.run(int(s) - done)
-        done = int(s)
-        fs.append(self_isf((system.unwrapped_positions() - origin)[mask_a], k))
-        pe.append(system.thermo("pe"))
-        press.append(system.thermo("press"))
-        if fs[-1] <= stop_below:
-            break
-    return np.array(fs), float(np.mean(pe)), float(np.mean(press)), done
-
-
-def _mean_crossing(grid: np.ndarray, dt: float, curves: list[np.ndarray]) -> float:
-    """tau_alpha (F_s = 1/e) of the mean of F_s curves on ``grid`` (common length); NaN if unreached."""
-    n = min(len(c) for c in curves)
-    return crossing_time(grid[:n] * dt, np.mean([c[:n] for c in curves], axis=0), math.exp(-1.0))
-
-
-def equilibrate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict:
-    """Steps 1-3 of the protocol: melt, quench, equilibrate, sample configurations.
-
-    Returns:
-        dict with ``positions`` [n_configs, N, 3] (wrapped), ``types`` [N] int32,
-        ``box`` [3], ``grid_steps`` [n_grid] (log grid of step counts),
-        ``fs`` [n_grid'] (equilibrium F_s on that grid, mean of the last two
-        windows), ``tau_alpha``, ``pressure`` and the per-window ``report``.
-    """
-    seeds = np.random.SeedSequence([cfg.seed, 0]).generate_state(2) % (2**30) + 1
-    steps_of = lambda t: max(1, int(round(t / cfg.dt)))  # noqa: E731
-    grid = log_grid_steps(steps_of(cfg.max_window_time))
-    with KASystem(cfg.n_atoms, cfg.threads, cfg.dt, seed=int(seeds[0])) as system:
-        types = system.types()
-        mask_a = types == 0
-        damp = cfg.thermostat_damp
-        system.command(
-            [
-                "minimize 1.0e-6 1.0e-8 1000 10000",
-                f"velocity all create {cfg.t_melt!r} {int(seeds[1])} dist gaussian mom yes rot no loop geom",
-                f"fix melt all nvt temp {cfg.t_melt!r} {cfg.t_melt!r} {damp!r}",
-            ]
-        )
-        system.run(steps_of(cfg.melt_time))
-        system.command(["unfix melt", f"fix quench all nvt temp {cfg.t_melt!r} {cfg.temperature!r} {damp!r}"])
-        system.run(steps_of(cfg.quench_time))
-        system.command(
-            ["unfix quench", f"fix equil all nvt temp {cfg.temperature!r} {cfg.temperature!r} {damp!r}"]
-        )
-
-        # Windows run past the lowest stored level so that their mean reaches it too.
-        stop_below = 0.5 * min(*cfg.is_values, math.exp(-1.0))
-        windows, curves, elapsed, converged = [], [], 0, False
-        while len(windows) < cfg.max_windows:
-            fs, pe, press, done = _isf_window(system, grid, mask_a, cfg.k, stop_below)
-            elapsed += done
-            tau = crossing_time(grid[: len(fs)] * cfg.dt, fs, math.exp(-1.0))
-            if math.isnan(tau):
-                raise SimulationError(
-                    f"F_s did not reach 1/e within max_window_time={cfg.max_window_time} at "
-                    f"T={cfg.temperature}; the liquid is too slow for this budget (raise max_window_time)"
-                )
-            windows.append({"tau_alpha": tau, "duration": done * cfg.dt, "pe": pe, "pressure": press})
-            curves.append(fs)
-            log(f"equilibration window {len(windows)}: tau_alpha={tau:.3g} pe={pe:.4f} press={press:.3f}")
-            # The first half of the windows may still age: judge on the second half,
-            # whose two halves must agree on tau_alpha (single windows scatter by ~30 %).
-            kept = curves[len(curves) // 2 :]
-            if len(windows) < cfg.min_windows or len(kept) < 2:
-                continue
-            tau_alpha = _mean_crossing(grid, cfg.dt, kept)
-            tau_early = _mean_crossing(grid, cfg.dt, kept[: len(kept) // 2])
-            tau_late = _mean_crossing(grid, cfg.dt, kept[len(kept) // 2 :])
-            agree = abs(tau_early - tau_late) <= cfg.tau_tolerance * tau_alpha
-            if agree and elapsed * cfg.dt >= cfg.equil_taus * tau_alpha:
-                converged = True
-                break
-        kept = curves[len(curves) // 2 :]
-        n = min(len(c) for c in kept)
-        fs_eq = np.mean([c[:n] for c in kept], axis=0)
-        tau_alpha = _mean_crossing(grid, cfg.dt, kept)
-        if math.isnan(tau_alpha):
-            raise SimulationError("the mean F_s of the equilibration windows never reached 1/e")
-
-        positions, pe_samples, press_samples = [], [], []
-        spacing = steps_of(cfg.spacing_taus * tau_alpha)
-        for c in range(cfg.n_configs):
-            if c > 0:
-                system.run(spacing)
-            positions.append(wrap(system.positions(), system.length))
-            pe_samples.append(system.thermo("pe"))
-            press_samples.append(system.thermo("press"))
-    report = {
-        "windows": windows,
-        "converged": converged,
-        "equilibration_time": elapsed * cfg.dt,
-        "tau_alpha_nvt": tau_alpha,
-        "config_spacing_time": spacing * cfg.dt,
-        "config_pe": pe_samples,
-        "config_pressure": press_samples,
-        "windows_kept_for_fs": len(kept),
-        "pe_drift_kept_windows": windows[-1]["pe"] - windows[len(windows) // 2]["pe"],
-    }
-    if not converged:
-        log(f"WARNING: equilibration did not converge in {cfg.max_windows} windows; see manifest")
-    return {
-        "positions": np.stack(positions),
-        "types": types,
-        "box": np.full(3, box_length(cfg.n_atoms)),
-        "grid_steps": grid,
-        "fs": fs_eq,
-        "tau_alpha": tau_alpha,
-        "pressure": float(np.mean([w["pressure"] for w in windows[-2:]] + press_samples)),
-        "report": report,
-    }
+def md_steps(cfg: SimulationConfig, time: float) -> int:
+    """Whole MD steps (at least one) covering ``time`` (LJ time)."""
+    return max(1, int(round(time / cfg.dt)))
 
 
 def time_selection(cfg: SimulationConfig, grid_steps: np.ndarray, fs_eq: np.ndarray):
@@ -286,7 +138,7 @@ def time_selection(cfg: SimulationConfig, grid_steps: np.ndarray, fs_eq: np.ndar
             indices.append(int(below[0]) if len(below) else len(fs_eq) - 1)
         steps = np.concatenate([[0], grid_steps[: max(indices) + 1]])
         return steps, [i + 1 for i in indices], np.array(cfg.is_values)
-    wanted = np.array([max(1, int(round(t / cfg.dt))) for t in cfg.times])
+    wanted = np.array([md_steps(cfg, t) for t in cfg.times])
     steps = np.union1d(np.concatenate([[0], grid_steps[grid_steps <= wanted.max()]]), wanted)
     return steps, [int(np.searchsorted(steps, w)) for w in wanted], None
 

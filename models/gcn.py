@@ -97,7 +97,7 @@ class GCN(GlassModel):
         ``eweights[i]``; the degrees are those of ``graphs[0]`` (or the full graph's it carries).
 
         ``forward`` is this with the same graph for every layer; the explainer passes each
-        layer only the edges it needs (:func:`glassgnn.explanation.layer_edge_ids`).
+        layer only the edges it needs (:func:`glassgnn.explain_subgraph.layer_edge_ids`).
         """
         if len(graphs) != len(self.convs) or len(eweights) != len(graphs):
             raise ValueError(f"gcn has {len(self.convs)} layers: pass one graph and one eweight per layer")

@@ -208,7 +208,7 @@ class SchNet(GlassModel):
         the same graph for every block. ``graphs`` may be DGL blocks (message flow graphs, block
         i's source nodes are block i-1's destination nodes, ``feat`` is given for block 0's source
         nodes, the output rows are the last block's destination nodes): the explainer passes
-        each block only the edges and particles it needs (:func:`glassgnn.explanation.layer_blocks`).
+        each block only the edges and particles it needs (:func:`glassgnn.explain_subgraph.layer_blocks`).
         """
         if len(graphs) != len(self.interactions) or len(eweights) != len(graphs):
             raise ValueError(

@@ -43,7 +43,7 @@ for ((i = 0; i < NUM_TRAIN; i++)); do TRAIN_FILES+=("$(printf '%s/config_%04d.pi
 mkdir -p "$OUT"
 
 echo "== 1/5 pretrained DeepMind model (T = 0.44, short-time propensity)"
-$PY -c "from glassgnn.convert_deepmind import print_pretrained_summary; print_pretrained_summary()"
+$PY -c "from glassgnn.deepmind_demo import print_pretrained_summary; print_pretrained_summary()"
 
 echo "== 2/5 graphs of $DATA ($NUM_TRAIN / 2 / 2 configurations, cutoff $CUTOFF," \
     "propensity at time index $TIME_INDEX)"

@@ -17,6 +17,20 @@ requires_cuzr = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread for the test: tiny problems run fastest so on a shared
+    machine (two spinning OpenMP threads ran a small training 7x slower at load 7 on 2 cores),
+    and runs stay reproducible. Use as an argument, or with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")`` for a whole module."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def small_models_eager_one_thread():
     """For modules that build every model on tiny graphs: e3nn's TorchScript compilation

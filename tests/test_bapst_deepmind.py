@@ -29,19 +29,14 @@ import predict
 import train
 from glassgnn import schema
 from glassgnn.config import load_resolved
-from glassgnn.convert_deepmind import (
-    CheckpointError,
-    convert,
-    deepmind_state_dict,
-    evaluate_pretrained,
-    main,
-    read_checkpoint,
-)
+from glassgnn.convert_deepmind import convert, deepmind_state_dict, main
 from glassgnn.dataset import build_graphs
+from glassgnn.deepmind_demo import evaluate_pretrained
 from glassgnn.graph import build_graph
 from glassgnn.metrics import grouped_metrics
 from glassgnn.readers import propensity, read_snapshots
 from glassgnn.run import load_run
+from glassgnn.tf_checkpoint import CheckpointError, read_checkpoint
 from models.models import build_model
 
 BUNDLE = REPO / "datasets" / "deepmind"
@@ -55,15 +50,6 @@ requires_checkpoint = pytest.mark.skipif(
     not CHECKPOINT.with_name(CHECKPOINT.name + ".index").exists(),
     reason=f"DeepMind's TensorFlow checkpoint not found at {CHECKPOINT}",
 )
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny graphs run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,7 @@ RUN = REPO / "datasets" / "deepmind" / "t044_s09"
 TEST_SMALL = REPO / "datasets" / "deepmind" / "test_small.pickle"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny graphs: one thread is faster on a shared machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(seed: int = 0) -> dgl.DGLGraph:

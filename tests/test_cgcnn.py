@@ -142,16 +142,6 @@ def fit_and_score(model: torch.nn.Module, train, test, steps: int = 100, lr: flo
     return float(1 - (pred - y_test).square().sum() / (y_test - y_test.mean()).square().sum())
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one intra-op thread: the problem is small, and on a shared CPU two
-    spinning OpenMP threads ran this test 7x slower (measured at load 7 on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_cgcnn_learns_a_structural_graph_target_that_the_mlp_floor_cannot(one_thread):
     rng = np.random.default_rng(0)
     train, test = synthetic_density_set(rng, 64), synthetic_density_set(rng, 32)

@@ -29,12 +29,7 @@ from tests.synthetic import write_dataset
 TIMEOUT = 300  # s; a run that has not ended by then is a hang
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _torchrun(log: Path, *flags: str) -> subprocess.Popen:

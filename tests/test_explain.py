@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from glassgnn import explanation as ex
+from glassgnn import explain_subgraph as sg
+from glassgnn import fidelity as fi
+from glassgnn import gnnexplainer as gx
 from glassgnn import pgexplainer as pg
 from glassgnn import schema
 from glassgnn.features import node_features
@@ -57,7 +59,7 @@ def test_subgraph_gives_the_full_graph_prediction(setup):
         full = model(graph=graph, feat=feat)
         nodes = [0, 5, 17, 33]
         for hops, equal in ((NUM_STEPS, True), (NUM_STEPS - 1, False)):
-            batch, centers, _, _ = ex.khop_subgraphs(graph, nodes, hops)
+            batch, centers, _, _ = sg.khop_subgraphs(graph, nodes, hops)
             sub = model(graph=batch, feat=feat[batch.ndata[dgl.NID].long()])[centers]
             assert torch.allclose(sub, full[nodes], atol=1e-5) == equal
 
@@ -69,7 +71,7 @@ def test_computation_subgraph_against_breadth_first_search(setup):
     reverse.add_nodes_from(range(graph.num_nodes()))
     for node in (0, 7, 30):
         hops = nx.single_source_shortest_path_length(reverse, node, cutoff=3)
-        sub, center = ex.computation_subgraph(graph, node, 3)
+        sub, center = sg.computation_subgraph(graph, node, 3)
         nid = sub.ndata[dgl.NID].numpy()
         assert nid[center] == node and sorted(nid) == sorted(hops)
         expected = {int(e) for e in np.flatnonzero([hops.get(int(d), 9) < 3 for d in dst])}
@@ -93,12 +95,12 @@ def test_all_zero_eweight_equals_a_graph_without_edges(setup):
 def test_gnnexplainer_importances(setup):
     model, graph, feat = setup
     params = [p.detach().clone() for p in model.parameters()]
-    settings = ex.GNNExplainerSettings(epochs=20, batch_size=3)
+    settings = gx.GNNExplainerSettings(epochs=20, batch_size=3)
     nodes = [3, 8, 21, 40]
-    result = ex.explain_gnnexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=1)
+    result = gx.explain_gnnexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=1)
     assert [e.node for e in result] == nodes
     for e in result:
-        sub, _ = ex.computation_subgraph(graph, e.node, NUM_STEPS)
+        sub, _ = sg.computation_subgraph(graph, e.node, NUM_STEPS)
         assert len(e.importance) == sub.num_edges() == len(e.src) == len(e.edge_ids)
         assert np.all((e.importance >= 0) & (e.importance <= 1))
         assert e.feat_importance.shape == (2,)
@@ -111,12 +113,12 @@ def test_gnnexplainer_importances(setup):
     for before, after in zip(params, model.parameters(), strict=True):
         assert torch.equal(before, after) and after.requires_grad
     # A batch gives what one particle at a time gives; the same seed gives the same masks.
-    single = ex.explain_gnnexplainer(
-        model, graph, feat, nodes[:2], NUM_STEPS, ex.GNNExplainerSettings(epochs=20, batch_size=1), seed=1
+    single = gx.explain_gnnexplainer(
+        model, graph, feat, nodes[:2], NUM_STEPS, gx.GNNExplainerSettings(epochs=20, batch_size=1), seed=1
     )
     for a, b in zip(single, result, strict=False):
         np.testing.assert_allclose(a.importance, b.importance, atol=1e-4)
-    other_seed = ex.explain_gnnexplainer(model, graph, feat, nodes[:1], NUM_STEPS, settings, seed=2)
+    other_seed = gx.explain_gnnexplainer(model, graph, feat, nodes[:1], NUM_STEPS, settings, seed=2)
     assert not np.allclose(other_seed[0].importance, result[0].importance)
 
 
@@ -124,11 +126,11 @@ def test_gnnexplainer_masks_learn_from_the_prediction(setup):
     """Without regularisers, the only signal is the prediction: the optimised masks must
     reproduce the particle's prediction better than the initial ones."""
     model, graph, feat = setup
-    settings = ex.GNNExplainerSettings(epochs=40, lr=0.05, alpha1=0, alpha2=0, beta1=0, beta2=0)
-    (e,) = ex.explain_gnnexplainer(model, graph, feat, [21], NUM_STEPS, settings, seed=3)
-    sub = ex.explained_subgraph(graph, e)
+    settings = gx.GNNExplainerSettings(epochs=40, lr=0.05, alpha1=0, alpha2=0, beta1=0, beta2=0)
+    (e,) = gx.explain_gnnexplainer(model, graph, feat, [21], NUM_STEPS, settings, seed=3)
+    sub = sg.explained_subgraph(graph, e)
     sub_feat = feat[torch.as_tensor(e.nodes)]
-    edge0, feat0 = ex._initial_masks(sub, 2, 21, seed=3)
+    edge0, feat0 = gx._initial_masks(sub, 2, 21, seed=3)
 
     def error(edge_mask, feat_mask):
         with torch.no_grad():
@@ -145,9 +147,9 @@ def test_gnnexplainer_masks_learn_from_the_prediction(setup):
 
 def test_fidelity_limits(setup):
     model, graph, feat = setup
-    (e,) = ex.explain_gnnexplainer(model, graph, feat, [8], NUM_STEPS, ex.GNNExplainerSettings(epochs=5))
-    pairs, _, _ = ex.bonds(e.src, e.dst, e.importance)
-    everything = ex.fidelity(model, graph, feat, e, len(pairs), np.random.default_rng(0))
+    (e,) = gx.explain_gnnexplainer(model, graph, feat, [8], NUM_STEPS, gx.GNNExplainerSettings(epochs=5))
+    pairs, _, _ = sg.bonds(e.src, e.dst, e.importance)
+    everything = fi.fidelity(model, graph, feat, e, len(pairs), np.random.default_rng(0))
     # Keeping every bond changes nothing; removing every bond is the edgeless prediction.
     assert everything["minus"] == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
@@ -155,7 +157,7 @@ def test_fidelity_limits(setup):
         change = (model(graph=edgeless, feat=feat)[8] - torch.as_tensor(e.prediction)).abs().mean()
     assert everything["plus"] == pytest.approx(float(change), abs=1e-5)
     assert everything["random"] == pytest.approx(everything["plus"], abs=1e-6)
-    some = ex.fidelity(model, graph, feat, e, 3, np.random.default_rng(0))
+    some = fi.fidelity(model, graph, feat, e, 3, np.random.default_rng(0))
     assert some["k"] == 3 and min(some["plus"], some["minus"], some["random"]) >= 0
 
 
@@ -183,11 +185,11 @@ def test_gcn_normalisation_is_graphconvs_and_local_with_full_graph_degrees():
         torch.testing.assert_close(out, model.decoder(h))
         full = model(graph=graph, feat=feat)
         nodes = [1, 20, 41]
-        plain, centers, _, _ = ex.khop_subgraphs(graph, nodes, 2)
+        plain, centers, _, _ = sg.khop_subgraphs(graph, nodes, 2)
         assert FULL_IN_DEGREE not in plain.ndata
         truncated = model(graph=plain, feat=feat[plain.ndata[dgl.NID].long()])[centers]
         assert (truncated - full[nodes]).abs().max() > 1e-4
-        batch, centers, _, _ = ex.khop_subgraphs(ex.with_subgraph_context(model, graph), nodes, 2)
+        batch, centers, _, _ = sg.khop_subgraphs(sg.with_subgraph_context(model, graph), nodes, 2)
         sub = model(graph=batch, feat=feat[batch.ndata[dgl.NID].long()])[centers]
     torch.testing.assert_close(sub, full[nodes], atol=1e-6, rtol=1e-5)
     assert FULL_IN_DEGREE not in graph.ndata  # the caller's graph is left as it was
@@ -195,7 +197,7 @@ def test_gcn_normalisation_is_graphconvs_and_local_with_full_graph_degrees():
 
 def test_bonds_pair_directions():
     src, dst = np.array([0, 1, 1, 2, 2]), np.array([1, 0, 2, 1, 2])
-    pairs, importance, bond_of_edge = ex.bonds(src, dst, np.array([0.2, 0.4, 1.0, 0.0, 0.9]))
+    pairs, importance, bond_of_edge = sg.bonds(src, dst, np.array([0.2, 0.4, 1.0, 0.0, 0.9]))
     np.testing.assert_array_equal(pairs, [[0, 1], [1, 2]])
     np.testing.assert_allclose(importance, [0.3, 0.5])
     np.testing.assert_array_equal(bond_of_edge, [0, 0, 1, 1, -1])
@@ -211,7 +213,7 @@ def test_pgexplainer_importances_and_training(setup):
         assert len(e.importance) == len(e.src) and np.all((e.importance >= 0) & (e.importance <= 1))
         assert e.nodes[e.center] == e.node
         # Symmetric: both directions of a bond get the same importance.
-        pairs, bond_imp, bond_of_edge = ex.bonds(e.src, e.dst, e.importance)
+        pairs, bond_imp, bond_of_edge = sg.bonds(e.src, e.dst, e.importance)
         np.testing.assert_allclose(e.importance[bond_of_edge >= 0], bond_imp[bond_of_edge[bond_of_edge >= 0]])
     again = pg.explain_pgexplainer(model, graph, feat, nodes, NUM_STEPS, settings, seed=0)
     np.testing.assert_allclose(again[4].importance, result[4].importance, rtol=1e-5)  # same seed, same masks
@@ -265,8 +267,8 @@ def test_edge_mask_acts_and_the_memoised_model_is_exact(name):
     depth = model.num_message_passing
     with torch.no_grad():
         # gcn: the subgraphs carry the full graph's degrees (model.subgraph_context).
-        context_graph = ex.with_subgraph_context(model, graph)
-        batch, centers, _, _ = ex.khop_subgraphs(context_graph, [0, 11, 25], depth)
+        context_graph = sg.with_subgraph_context(model, graph)
+        batch, centers, _, _ = sg.khop_subgraphs(context_graph, [0, 11, 25], depth)
         sub = model(graph=batch, feat=0.9 * feat[batch.ndata[dgl.NID].long()])[centers]
     torch.testing.assert_close(sub, full[[0, 11, 25]], atol=1e-5, rtol=1e-4)
     assert all(p.requires_grad for p in model.parameters())
@@ -288,15 +290,15 @@ def test_graph_level_explanation_uses_dgls_explain_graph_with_a_regression_loss(
     with torch.no_grad():
         full = model(graph=graph, feat=feat)
         # DGL's loss on the wrapper is softplus(d^2 - eps) of the squared change, class 0 unmasked.
-        wrapper = ex._KeepPrediction(model, full)
+        wrapper = gx._KeepPrediction(model, full)
         assert int(wrapper(graph, feat).argmax(-1)) == 0
         changed = wrapper(graph, feat, eweight=torch.zeros(graph.num_edges()))
         d2 = (model(graph=graph, feat=feat, eweight=torch.zeros(graph.num_edges())) - full).pow(2).sum()
         assert d2 > 1e-6  # the edge mask acts on the graph-level prediction too
         torch.testing.assert_close(-changed.log_softmax(-1)[0, 0], torch.nn.functional.softplus(d2 - 1e-6))
     params = [p.detach().clone() for p in model.parameters()]
-    settings = ex.GNNExplainerSettings(epochs=40, lr=0.05, alpha1=0, alpha2=0, beta1=0, beta2=0)
-    e = ex.explain_graph_prediction(model, graph, feat, settings, seed=0, log=False)
+    settings = gx.GNNExplainerSettings(epochs=40, lr=0.05, alpha1=0, alpha2=0, beta1=0, beta2=0)
+    e = gx.explain_graph_prediction(model, graph, feat, settings, seed=0, log=False)
     assert e.importance.shape == (graph.num_edges(),) and e.feat_importance.shape == (2,)
     assert np.all((e.importance > 0) & (e.importance < 1))
     np.testing.assert_allclose(e.prediction, full[0].numpy(), rtol=1e-6)
@@ -313,29 +315,29 @@ def test_graph_level_explanation_uses_dgls_explain_graph_with_a_regression_loss(
         before = error(edge0.sigmoid(), feat0.sigmoid())
         after = error(torch.as_tensor(e.importance).float(), torch.as_tensor(e.feat_importance).float())
     assert before > 1e-5 and after < 0.5 * before, (before, after)
-    again = ex.explain_graph_prediction(model, graph, feat, settings, seed=0, log=False)
+    again = gx.explain_graph_prediction(model, graph, feat, settings, seed=0, log=False)
     np.testing.assert_array_equal(again.importance, e.importance)
 
 
 def test_whole_graph_topology_refuses_alpha_on_a_periodic_graph_and_uses_periodic_rips():
-    from glassgnn import explain_pipeline as ep
+    from glassgnn import explain_topology as et
     from glassgnn import topology
 
     graph = small_graph(5, n=60, box=6.0)
     cell = np.diag(np.full(3, 6.0))
     with pytest.raises(topology.UnwrapError, match="use --complex rips"):
-        ep.whole_graph_topology(graph, cell, "alpha", index=3)
-    topo = ep.whole_graph_topology(graph, cell, "rips")
+        et.whole_graph_topology(graph, cell, "alpha", index=3)
+    topo = et.whole_graph_topology(graph, cell, "rips")
     assert len(topo["edge_cycles"]) == graph.num_edges() and topo["num_nodes"] == 60
     assert len(topo["cycles"]) == len(topo["cycle_persistence"]) > 0
     # A cluster far from the box faces is one piece: alpha works and is gudhi's alpha of the positions.
     rng = np.random.default_rng(0)
     cluster = build_graph(rng.uniform(8, 12, (40, 3)), rng.integers(0, 2, 40), np.full(3, 20.0), 1.5)
-    topo = ep.whole_graph_topology(cluster, np.diag(np.full(3, 20.0)), "alpha")
+    topo = et.whole_graph_topology(cluster, np.diag(np.full(3, 20.0)), "alpha")
     reference = topology.persistence(cluster.ndata[schema.POS].double().numpy(), "alpha")
     np.testing.assert_allclose(topo["diagrams"][1], reference.diagrams[1])
     with pytest.raises(topology.ComplexTooLargeError, match="graph 2: .* smaller --cutoff"):
-        ep.whole_graph_topology(graph, cell, "rips", index=2, max_simplices=100)
+        et.whole_graph_topology(graph, cell, "rips", index=2, max_simplices=100)
 
 
 def test_layer_edge_ids_against_breadth_first_search(setup):
@@ -344,7 +346,7 @@ def test_layer_edge_ids_against_breadth_first_search(setup):
     reverse = nx.DiGraph(list(zip(dst.tolist(), src.tolist(), strict=True)))
     reverse.add_nodes_from(range(graph.num_nodes()))
     centers = torch.tensor([0, 7, 30])
-    layers = ex.layer_edge_ids(graph, centers, 3)
+    layers = sg.layer_edge_ids(graph, centers, 3)
     hops = {}
     for c in centers.tolist():
         for node, h in nx.single_source_shortest_path_length(reverse, c, cutoff=3).items():
@@ -370,17 +372,17 @@ def test_layered_models_give_the_same_outputs_and_explanations(name):
     with torch.no_grad():
         same = model.forward_layers([graph] * depth, feat, [weight] * depth)
         torch.testing.assert_close(same, model(graph=graph, feat=feat, eweight=weight))
-        batch, centers, _, _ = ex.khop_subgraphs(ex.with_subgraph_context(model, graph), nodes, depth)
+        batch, centers, _, _ = sg.khop_subgraphs(sg.with_subgraph_context(model, graph), nodes, depth)
         sub_feat = feat[batch.ndata[dgl.NID].long()]
-        layered = ex.masked_model(model, batch, centers, depth, layered=True)
-        plain = ex.masked_model(model, batch, centers, depth, layered=False)
+        layered = sg.masked_model(model, batch, centers, depth, layered=True)
+        plain = sg.masked_model(model, batch, centers, depth, layered=False)
         mask = torch.rand(batch.num_edges(), generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(layered(sub_feat, mask)[centers], plain(sub_feat, mask)[centers])
         full = model(graph=graph, feat=feat)[nodes]
         torch.testing.assert_close(layered(sub_feat, torch.ones(batch.num_edges()))[centers], full)
-    settings = ex.GNNExplainerSettings(epochs=15, lr=0.05)
-    fast = ex.explain_gnnexplainer(model, graph, feat, nodes, depth, settings, seed=0)
-    slow = ex.explain_gnnexplainer(
+    settings = gx.GNNExplainerSettings(epochs=15, lr=0.05)
+    fast = gx.explain_gnnexplainer(model, graph, feat, nodes, depth, settings, seed=0)
+    slow = gx.explain_gnnexplainer(
         model, graph, feat, nodes, depth, dataclasses.replace(settings, layered=False), seed=0
     )
     for a, b in zip(fast, slow, strict=True):
@@ -391,8 +393,8 @@ def test_layered_models_give_the_same_outputs_and_explanations(name):
 def test_layer_blocks_hold_the_layer_edges_and_the_particles_each_layer_updates(setup):
     _, graph, _ = setup
     centers = torch.tensor([0, 7, 30])
-    blocks, eids = ex.layer_blocks(graph, centers, 3)
-    for block, ids, expected in zip(blocks, eids, ex.layer_edge_ids(graph, centers, 3), strict=True):
+    blocks, eids = sg.layer_blocks(graph, centers, 3)
+    for block, ids, expected in zip(blocks, eids, sg.layer_edge_ids(graph, centers, 3), strict=True):
         assert sorted(ids.tolist()) == expected.tolist()
         dst_ids = block.dstdata[dgl.NID]
         assert set(dst_ids.tolist()) == set(graph.edges()[1][expected].tolist()) | set(centers.tolist())
@@ -441,14 +443,14 @@ def test_frozen_schnet_explains_as_its_plain_path():
     plain = build_model("schnet", {**hparams, "fast": False}).eval()
     plain.load_state_dict(fast.state_dict())
     nodes, depth = [2, 19, 33], fast.num_message_passing
-    batch, centers, _, _ = ex.khop_subgraphs(graph, nodes, depth)
+    batch, centers, _, _ = sg.khop_subgraphs(graph, nodes, depth)
     sub_feat = feat[batch.ndata[dgl.NID].long()]
     mask0 = torch.rand(batch.num_edges(), generator=torch.Generator().manual_seed(1))
     results = []
     for model, layered in ((fast, True), (plain, False)):
         with frozen(model, cache=True):
             mask, f = mask0.clone().requires_grad_(True), sub_feat.clone().requires_grad_(True)
-            predict = ex.masked_model(model, batch, centers, depth, layered)
+            predict = sg.masked_model(model, batch, centers, depth, layered)
             for _ in range(2):  # the second call reads the memoised filters
                 mask.grad = f.grad = None
                 out = predict(f, mask)[centers]
@@ -456,10 +458,10 @@ def test_frozen_schnet_explains_as_its_plain_path():
             results.append((out.detach(), mask.grad, f.grad))
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    settings = ex.GNNExplainerSettings(epochs=15, lr=0.05)
+    settings = gx.GNNExplainerSettings(epochs=15, lr=0.05)
     explained = [
-        ex.explain_gnnexplainer(fast, graph, feat, nodes, depth, settings, seed=0),
-        ex.explain_gnnexplainer(
+        gx.explain_gnnexplainer(fast, graph, feat, nodes, depth, settings, seed=0),
+        gx.explain_gnnexplainer(
             plain, graph, feat, nodes, depth, dataclasses.replace(settings, layered=False)
         ),
     ]

@@ -8,8 +8,8 @@ import gudhi
 import numpy as np
 import pytest
 
-from glassgnn import explain_pipeline as ep
-from glassgnn import explanation as ex
+from glassgnn import explain_subgraph as sg
+from glassgnn import explain_topology as et
 from glassgnn import schema, topology
 from glassgnn.graph import build_graph
 
@@ -22,11 +22,11 @@ def periodic_graph() -> dgl.DGLGraph:
     return build_graph(rng.uniform(0, BOX, (90, 3)), rng.integers(0, 2, 90), np.full(3, BOX), CUTOFF)
 
 
-def _explanation(graph: dgl.DGLGraph, node: int, hops: int) -> ex.Explanation:
+def _explanation(graph: dgl.DGLGraph, node: int, hops: int) -> sg.Explanation:
     """The computation subgraph of ``node`` as an explanation (importances do not enter the topology)."""
-    sub, center = ex.computation_subgraph(graph, node, hops)
+    sub, center = sg.computation_subgraph(graph, node, hops)
     src, dst = (t.numpy() for t in sub.edges())
-    return ex.Explanation(
+    return sg.Explanation(
         node=node,
         center=center,
         nodes=sub.ndata[dgl.NID].numpy(),
@@ -60,13 +60,13 @@ def _periodic_rips_reference(graph: dgl.DGLGraph, nodes: np.ndarray) -> gudhi.Si
 def test_a_neighbourhood_wrapping_around_the_box_gets_the_periodic_rips_complex(periodic_graph):
     cell = np.diag(np.full(3, BOX))
     e = _explanation(periodic_graph, node=0, hops=3)  # 3 hops of 1.5 reach beyond half the 6-unit box
-    src, dst, eids = ep.neighbourhood_bonds(periodic_graph, e.nodes)
+    src, dst, eids = et.neighbourhood_bonds(periodic_graph, e.nodes)
     disp = periodic_graph.edata[schema.DISP].double().numpy()[eids]
     pos = periodic_graph.ndata[schema.POS].double().numpy()[e.nodes]
     with pytest.raises(topology.UnwrapError):  # the case of the issue: no single unwrapped copy
         topology.unwrap_around(pos, cell, e.center, src, dst, disp)
     for asked in topology.COMPLEXES:
-        topo = ep.analyse_topology(e, periodic_graph, cell, asked)
+        topo = et.analyse_topology(e, periodic_graph, cell, asked)
         assert topo["complex"] == "rips"
         reference = _periodic_rips_reference(periodic_graph, e.nodes)
         for dim in (0, 1):
@@ -85,9 +85,9 @@ def test_a_neighbourhood_wrapping_around_the_box_gets_the_periodic_rips_complex(
 def test_a_neighbourhood_that_fits_keeps_alpha_and_rips_is_the_same_complex_as_before(periodic_graph):
     cell = np.diag(np.full(3, BOX))
     e = _explanation(periodic_graph, node=0, hops=1)
-    topo = ep.analyse_topology(e, periodic_graph, cell, "alpha")
+    topo = et.analyse_topology(e, periodic_graph, cell, "alpha")
     assert topo["complex"] == "alpha"
-    src, dst, eids = ep.neighbourhood_bonds(periodic_graph, e.nodes)
+    src, dst, eids = et.neighbourhood_bonds(periodic_graph, e.nodes)
     disp = periodic_graph.edata[schema.DISP].double().numpy()[eids]
     pos = periodic_graph.ndata[schema.POS].double().numpy()[e.nodes]
     points = topology.unwrap_around(pos, cell, e.center, src, dst, disp)
@@ -95,7 +95,7 @@ def test_a_neighbourhood_that_fits_keeps_alpha_and_rips_is_the_same_complex_as_b
     for dim in (1, 2):
         np.testing.assert_allclose(topo["diagrams"][dim], topology.persistence(points, "alpha").diagrams[dim])
     # rips from the bonds is gudhi's Rips of the unwrapped points up to the cutoff.
-    topo = ep.analyse_topology(e, periodic_graph, cell, "rips")
+    topo = et.analyse_topology(e, periodic_graph, cell, "rips")
     assert topo["complex"] == "rips"
     flat = topology.persistence(points, "rips", max_edge_length=CUTOFF)
     for dim in (0, 1):
@@ -104,7 +104,7 @@ def test_a_neighbourhood_that_fits_keeps_alpha_and_rips_is_the_same_complex_as_b
 
 def test_neighbourhood_bonds_are_the_induced_edges(periodic_graph):
     e = _explanation(periodic_graph, node=5, hops=2)
-    src, dst, eids = ep.neighbourhood_bonds(periodic_graph, e.nodes)
+    src, dst, eids = et.neighbourhood_bonds(periodic_graph, e.nodes)
     induced = dgl.node_subgraph(periodic_graph, e.nodes)
     assert sorted(eids.tolist()) == sorted(induced.edata[dgl.EID].tolist())
     gsrc, gdst = (t.numpy() for t in periodic_graph.find_edges(eids))
@@ -119,4 +119,4 @@ def test_bonds_through_several_images_are_refused():
     graph = build_graph(rng.uniform(0, 2.0, (6, 3)), np.zeros(6, dtype=np.int64), np.full(3, 2.0), 1.5)
     src, dst = (t.numpy() for t in graph.edges())
     with pytest.raises(topology.UnwrapError, match="particle 4 joins some pairs through several periodic"):
-        ep.periodic_rips(6, src, dst, np.ones(len(src)), "the neighbourhood of particle 4")
+        et.periodic_rips(6, src, dst, np.ones(len(src)), "the neighbourhood of particle 4")

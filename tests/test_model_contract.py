@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from glassgnn import explanation as ex
+from glassgnn import explain_subgraph as sg
+from glassgnn import gnnexplainer as gx
 from glassgnn import pgexplainer as pg
 from glassgnn.config import resolve
 from glassgnn.training import fit
@@ -73,11 +74,11 @@ def test_declared_depth_is_the_receptive_field(name, overrides):
     depth, nodes = model.num_message_passing, [0, 21, 42]
     with torch.no_grad():
         full = model(graph=graph, feat=feat)[nodes]
-        context = ex.with_subgraph_context(model, graph)
+        context = sg.with_subgraph_context(model, graph)
         for hops in (depth, depth - 1):
             if hops < 0:
                 continue
-            batch, centers, _, _ = ex.khop_subgraphs(context, nodes, hops)
+            batch, centers, _, _ = sg.khop_subgraphs(context, nodes, hops)
             sub = model(graph=batch, feat=feat[batch.ndata[dgl.NID].long()])[centers]
             if hops == depth:
                 torch.testing.assert_close(sub, full, atol=1e-12, rtol=1e-10)
@@ -97,11 +98,11 @@ def test_layers_equal_forward(name):
             model.forward_layers([graph] * depth, feat, [weight] * depth),
             model(graph=graph, feat=feat, eweight=weight),
         )
-        batch, centers, _, _ = ex.khop_subgraphs(ex.with_subgraph_context(model, graph), nodes, depth)
+        batch, centers, _, _ = sg.khop_subgraphs(sg.with_subgraph_context(model, graph), nodes, depth)
         sub_feat = feat[batch.ndata[dgl.NID].long()]
         mask = torch.rand(batch.num_edges(), generator=torch.Generator().manual_seed(1))
         # On the edges each layer needs (DGL blocks with Ability.BLOCKS): the centres' outputs.
-        layered = ex.masked_model(model, batch, centers, depth, layered=True)(sub_feat, mask)
+        layered = sg.masked_model(model, batch, centers, depth, layered=True)(sub_feat, mask)
         plain = model(graph=batch, feat=sub_feat, eweight=mask)
     torch.testing.assert_close(layered[centers], plain[centers])
 
@@ -204,8 +205,8 @@ def test_both_explainers_run_on_every_model(name, explainer, monkeypatch):
         monkeypatch.setattr(type(model), "release_cache", lambda self: released.append(release(self)))
     nodes, depth = [2, 13], model.num_message_passing
     if explainer == "gnnexplainer":
-        settings = ex.GNNExplainerSettings(epochs=3, batch_size=2)
-        result = ex.explain_gnnexplainer(model, graph, feat, nodes, depth, settings, seed=0)
+        settings = gx.GNNExplainerSettings(epochs=3, batch_size=2)
+        result = gx.explain_gnnexplainer(model, graph, feat, nodes, depth, settings, seed=0)
     else:
         settings = pg.PGExplainerSettings(epochs=3, batch_size=2, max_train_nodes=2)
         result = pg.explain_pgexplainer(model, graph, feat, nodes, depth, settings, seed=0)
@@ -226,7 +227,7 @@ def test_a_closed_form_model_fits_the_contract_and_is_explained():
     tried = model.fit_closed_form([(feat, target)], score)
     assert [t["alpha"] for t in tried] == [0.0, 100.0] and float(model.alpha) == 0.0
     torch.testing.assert_close(model(graph, feat), target, atol=1e-4, rtol=1e-4)
-    explanations = ex.explain_gnnexplainer(model, graph, feat, [4], 0, ex.GNNExplainerSettings(epochs=2))
+    explanations = gx.explain_gnnexplainer(model, graph, feat, [4], 0, gx.GNNExplainerSettings(epochs=2))
     assert len(explanations[0].importance) == 0  # depth 0: no edge can matter
 
 

