@@ -89,8 +89,9 @@ def speed_one(
     from glassgnn.devices import configure_cpu
     from glassgnn.distributed import DistInfo
     from glassgnn.experiments import load_dataset
+    from glassgnn.optimisation import make_optimizer
     from glassgnn.task import Task
-    from glassgnn.training import make_optimizer, train_epoch
+    from glassgnn.training import train_epoch
     from models.models import build_model
 
     cfg = _config(model, dataset, batch_size, reuse_freed_memory=reuse_memory)
