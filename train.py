@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from glassgnn import distributed
+from glassgnn.checkpoint import CheckpointError
 from glassgnn.config import ConfigError, add_arguments, resolve
 from glassgnn.devices import DeviceError, configure_cpu
 from glassgnn.experiments import load_dataset, run_experiments
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         finally:
             distributed.shutdown(info)
-    except (ConfigError, OutputExistsError, FileNotFoundError, DeviceError) as err:
+    except (ConfigError, OutputExistsError, FileNotFoundError, DeviceError, CheckpointError) as err:
         parser.exit(2, f"train.py: error: {err}\n")
     except KeyboardInterrupt:
         print("train.py: interrupted; continue with --resume (same --output_dir)", file=sys.stderr)
