@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ from glassgnn import outputs
 from glassgnn.config import resolve
 from glassgnn.fileio import OutputExistsError, atomic_directory
 from glassgnn.training import fit
+from tests.conftest import REPO
 from tests.synthetic import synthetic_manifest, synthetic_splits
 
 
@@ -113,3 +117,37 @@ def test_atomic_directory_restores_a_result_cut_between_its_renames(tmp_path, mo
             pass
     assert (out / "v").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+SLOW_CONSTRUCT = """
+import sys, time
+import construct_graph
+from glassgnn.dataset import store
+
+def slow(*args, **kwargs):
+    print("reading", flush=True)
+    time.sleep(120)
+
+store.build_records = slow
+construct_graph.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_construct_graph_killed_leaves_no_temporary_folder(tmp_path, signum):
+    (tmp_path / "in.npz").write_bytes(b"")
+    argv = ["--train", str(tmp_path / "in.npz"), "--cutoff", "2", "--output_dir", str(tmp_path / "out")]
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CONSTRUCT, *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline() == "reading\n"  # inside the temporary output folder
+    assert [p.name for p in tmp_path.glob(".out.*.tmp")]
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == (130 if signum == signal.SIGINT else 128 + signal.SIGTERM)
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]

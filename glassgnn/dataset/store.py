@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import dgl
@@ -69,7 +70,13 @@ def _load(directory, split):
         if names:
             labels[schema.GRAPH_TARGET] = torch.zeros(0, len(names))
         return [], labels
-    graphs, labels = dgl.load_graphs(str(path))
+    try:
+        graphs, labels = dgl.load_graphs(str(path))
+    except dgl.DGLError as exc:  # its message carries a C++ backtrace: keep the first line
+        reason = re.sub(r"^\[[^]]*\] \S+:\d+: ", "", str(exc).strip().splitlines()[0])  # [time] file:line:
+        raise ReaderError(
+            path, f"truncated or corrupt graph file ({reason}); rebuild it with construct_graph.py"
+        ) from None
     for graph in graphs:  # dgl.save_graphs stores bool as uint8
         graph.ndata[schema.MASK] = graph.ndata[schema.MASK].bool()
     return graphs, labels

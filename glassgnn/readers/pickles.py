@@ -59,12 +59,19 @@ def _array(path: Path, data: dict, key: str, dtype=np.float64) -> np.ndarray:
         raise ReaderError(path, f"key {key!r} is not a numeric array ({exc})") from None
 
 
+def _positions(path: Path, data: dict) -> np.ndarray:
+    positions = _array(path, data, "positions")
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ReaderError(path, f"positions must have shape (N, 3), got {positions.shape}")
+    return positions
+
+
 def read_symgnn(path: str | Path, data: dict | None = None) -> list[Snapshot]:
     """Read a SymGNN pickle: one snapshot with every per-atom array as a field."""
     path = Path(path)
     data = load_pickle(path) if data is None else data
     _require(path, data, ("positions", "types", "box"), "symgnn")
-    positions = _array(path, data, "positions")
+    positions = _positions(path, data)
     cell = orthorhombic_cell(path, _array(path, data, "box"))
     types, labels = encode_types(path, _array(path, data, "types", dtype=None))
     n_atoms = len(positions)
@@ -117,7 +124,7 @@ def read_bapst(path: str | Path, data: dict | None = None, time_index: int | Non
     path = Path(path)
     data = load_pickle(path) if data is None else data
     _require(path, data, ("positions", "types", "box"), "bapst")
-    positions = _array(path, data, "positions")
+    positions = _positions(path, data)
     n_atoms = len(positions)
     if "targets" in data:
         targets = _array(path, data, "targets")
