@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,8 @@ from glassgnn import schema
 from glassgnn.dataset.build import apply_type_map, build_records, check_params, graph_labels, union_type_map
 from glassgnn.fileio import atomic_directory, sha256, write_json
 from glassgnn.readers import ReaderError
+
+log = logging.getLogger(__name__)
 
 
 def load_manifest(directory: str | os.PathLike) -> dict:
@@ -193,6 +196,7 @@ def construct_dataset(
         for key in ("target", "target_names", "extra_fields", "mask_types"):
             _check_consistent(everything, key)
         type_map = union_type_map(everything)
+        _warn_unseen_types(built)
         _check_labels(params, type_map)
         first = everything[0]
         target_names = first["target_names"]
@@ -244,6 +248,23 @@ def construct_dataset(
         manifest["inputs"] = [{"path": os.path.abspath(path), "sha256": sha256(path)} for path in sources]
         write_json(tmp / schema.MANIFEST, manifest)
     return manifest
+
+
+def _warn_unseen_types(built: dict[str, list]) -> None:
+    """Warn about type labels of val or test graphs that no training graph has."""
+    seen = {label for _, record in built["train"] for label in record["type_labels"]}
+    for split in ("val", "test"):
+        unseen: dict[str, set[str]] = {}
+        for _, record in built[split]:
+            for label in set(record["type_labels"]) - seen:
+                unseen.setdefault(label, set()).add(record["source"])
+        for label, sources in sorted(unseen.items()):
+            log.warning(
+                "type %r appears in %s (%s) but in no training graph: the model never sees it in training",
+                label,
+                split,
+                ", ".join(sorted(sources)),
+            )
 
 
 def _graph_targets(records: list[dict], width: int) -> np.ndarray:
