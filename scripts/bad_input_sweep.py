@@ -41,6 +41,11 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
+def _hidden(root: Path) -> set[Path]:
+    """Temporary, half-deleted or moved-aside folders under ``root``."""
+    return {p for p in root.rglob(".*") if re.search(r"\.(tmp|trash|old)$", p.name)}
+
+
 def _error_lines(err: str) -> list[str]:
     lines = [line.split("\r")[-1].strip() for line in err.splitlines()]
     return [line for line in lines if re.match(r"^\S+\.py: error: ", line)]
@@ -50,7 +55,7 @@ def run_case(case: Case, root: Path, fill: dict) -> tuple[bool, bool, str]:
     """(clean, nothing lost, first stderr line of note) of one case."""
     out = root / ("out_" + re.sub(r"\W+", "_", case.name).strip("_"))
     argv = [a.format(root=root, out=out, **fill) for a in case.argv]
-    before = _digest(root)
+    before, hidden_before = _digest(root), _hidden(root)
     try:
         done = run_script(argv, case.timeout)
     except subprocess.TimeoutExpired:
@@ -67,10 +72,12 @@ def run_case(case: Case, root: Path, fill: dict) -> tuple[bool, bool, str]:
     after = _digest(root)
     changed = [p for p, h in before.items() if after.get(p) != h]
     made = [p for p in after if p not in before and not p.startswith(out.name)]
-    hidden = [p for p in root.rglob(".*") if re.search(r"\.(tmp|trash|old)$", p.name)]
-    lost = changed or made or hidden or (root / "PWNED").exists() or (not case.warn and out.exists())
+    hidden = sorted(_hidden(root) - hidden_before)
+    pwned = (root / "PWNED").exists()  # a hostile payload ran
+    (root / "PWNED").unlink(missing_ok=True)
+    lost = changed or made or hidden or pwned or (not case.warn and out.exists())
     if lost:
-        note += f" | changed {changed[:2]} made {made[:2]} hidden {hidden[:2]} out {out.exists()}"
+        note += f" | changed {changed[:2]} made {made[:2]} hidden {hidden[:2]} payload ran {pwned}"
     shutil.rmtree(out, ignore_errors=True)
     for path in (Path(f"{out}.npz"), Path(f"{out}.csv"), Path(f"{out}.metrics.json")):
         path.unlink(missing_ok=True)
