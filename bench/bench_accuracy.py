@@ -169,9 +169,17 @@ def run_variant(
     return [(float(r["cpu_s"]) + extra, float(r["val_pearson"])) for r in rows]
 
 
-def best_by(curve: list[tuple[float, float]], budget_s: float) -> float:
-    """Validation Pearson of the checkpoint selected on validation within ``budget_s`` (NaN if none)."""
-    values = [v for t, v in curve if t <= budget_s and v == v]
+def best_by(curve: dict, budget_s: float) -> float:
+    """Validation Pearson of the checkpoint selected on validation within ``budget_s``; NaN when
+    the run saw no evaluation by then, or stopped at a smaller budget than ``budget_s``.
+
+    Args:
+        curve: ``{"limit_s": the run's CPU budget (inf for a closed-form fit), "points":
+            [(CPU s, val Pearson), ...]}``.
+    """
+    if budget_s > curve["limit_s"]:
+        return float("nan")
+    values = [v for t, v in curve["points"] if t <= budget_s and v == v]
     return max(values) if values else float("nan")
 
 
@@ -202,6 +210,9 @@ def table(results: dict, budgets: tuple[float, ...]) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
+    """Per data set: best-so-far validation Pearson against CPU minutes (thick; what selection on
+    validation gives), each evaluation's own validation Pearson (thin, first seed: shows
+    overfitting), and closed-form fits as horizontal dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,14 +220,24 @@ def plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
     for ax, (data, variants) in zip(axes[0], results.items(), strict=True):
-        for name, curves in variants.items():
-            grid = np.geomspace(0.05, max(t for c in curves.values() for t, _ in c) / 60 + 1e-9, 60)
+        for k, (name, curves) in enumerate(variants.items()):
+            colour = f"C{k}"
+            if all(c["limit_s"] == float("inf") for c in curves.values()):
+                ax.axhline(
+                    np.mean([best_by(c, 1e12) for c in curves.values()]), color=colour, ls="--", label=name
+                )
+                continue
+            end = max(min(c["limit_s"], max(t for t, _ in c["points"])) for c in curves.values())
+            grid = np.geomspace(0.05, end / 60 + 1e-9, 60)
             ys = np.array([[best_by(c, 60 * g) for g in grid] for c in curves.values()])
-            ax.plot(grid, np.nanmean(ys, 0), label=name)
+            with np.errstate(all="ignore"):
+                ax.plot(grid, np.nanmean(ys, 0), color=colour, lw=2, label=name)
+            first = next(iter(curves.values()))["points"]
+            ax.plot([t / 60 for t, _ in first], [v for _, v in first], color=colour, lw=0.7, alpha=0.5)
         ax.set_xscale("log")
         ax.set_xlabel("CPU minutes (one thread)")
-        ax.set_ylabel("validation Pearson (selected on val)")
-        ax.set_title(data)
+        ax.set_ylabel("validation Pearson")
+        ax.set_title(f"{data}: thick = selected on val, thin = each evaluation")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -230,6 +251,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS), help="CPU minutes")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_accuracy"), help="runs and data")
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing: tabulate and plot the finished runs in --work"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.variants, args.budgets, args.seeds = QUICK["variants"], QUICK["budgets"], QUICK["seeds"]
@@ -243,7 +267,19 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.variants:
             for seed in args.seeds:
                 run = work / f"{data_name}_{name}_b{budgets[-1]:g}_s{seed}"
-                curve = run_variant(VARIANTS[name], data, seed, 60 * budgets[-1], run)
+                if args.report:  # the longest finished run of this variant and seed, if any
+                    done = [
+                        r
+                        for r in work.glob(f"{data_name}_{name}_b*_s{seed}")
+                        if (r / "results.json").exists()
+                    ]
+                    if not done:
+                        continue
+                    run = max(done, key=lambda r: float(r.name.rsplit("_b", 1)[1].split("_s")[0]))
+                budget_s = float(run.name.rsplit("_b", 1)[1].split("_s")[0]) * 60
+                points = run_variant(VARIANTS[name], data, seed, budget_s, run)
+                limit = float("inf") if VARIANTS[name].model == "ridge" else budget_s  # closed form: done
+                curve = {"limit_s": limit, "points": points}
                 results.setdefault(data_name, {}).setdefault(name, {})[seed] = curve
                 print(
                     f"{data_name} {name} seed {seed}: "
