@@ -57,7 +57,7 @@ class Predictions:
 
 def graph_params(run: Run, format: str | None = None, time_index: int | None = None) -> dict:
     """The dataset's graph parameters, with the input format and time index optionally replaced."""
-    params = dict(run.manifest["graph"])
+    params = dict(run.manifest.graph)
     if format is not None:
         params["format"] = format
     if time_index is not None:
@@ -90,7 +90,7 @@ def predict_files(
         if i == 0:
             _maybe_compile(run, compile, len(records) * len(paths))
         labels = graph_labels([record for _, record in records], params)
-        finish_graphs(records, run.manifest["type_map"], params)
+        finish_graphs(records, run.manifest.type_map, params)
         for j, (graph, record) in enumerate(records):
             row = {"record": record, "pred": run.predict(graph).cpu().numpy()}
             if run.task == "graph":
@@ -99,7 +99,7 @@ def predict_files(
             else:
                 row["type"] = graph.ndata[schema.TYPE].numpy()
                 row["mask"] = graph.ndata[schema.MASK].numpy()
-                if graph.ndata[schema.TARGET].shape[1] == len(run.manifest["target_names"]):
+                if graph.ndata[schema.TARGET].shape[1] == len(run.manifest.target_names):
                     row["target"] = run.targets(graph).numpy()
             frames.append(row)
             bar.update()

@@ -16,27 +16,28 @@ import torch
 from glassgnn import schema
 from glassgnn.config import TASKS, ConfigError
 from glassgnn.features import feature_dim, field_stats, node_features
+from glassgnn.manifest import Manifest
 from glassgnn.run import TARGET_KEYS, target_columns, type_names
 
 
-def resolve_task(requested: str | None, manifest: dict) -> str:
+def resolve_task(requested: str | None, manifest: Manifest) -> str:
     """The run's task: ``requested`` (``--task``) or, when None, the dataset manifest's.
 
     Raises:
         ConfigError: the dataset has no targets of the requested kind.
     """
-    task = requested or manifest.get("task", "node")
+    task = requested or manifest.task
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if task == "graph" and not manifest.get("graph_target_names"):
+    if task == "graph" and not manifest.graph_target_names:
         raise ConfigError(
             "task graph: the dataset has no graph targets; "
             "build it with construct_graph.py --graph_target NAME"
         )
-    if task == "node" and not manifest.get("target_names"):
+    if task == "node" and not manifest.target_names:
         raise ConfigError(
             "task node: the dataset has no per-particle targets"
-            + (" (it has graph targets: use --task graph)" if manifest.get("graph_target_names") else "")
+            + (" (it has graph targets: use --task graph)" if manifest.graph_target_names else "")
         )
     return task
 
@@ -59,7 +60,7 @@ class Task:
     def __init__(
         self,
         graphs: dict[str, list[dgl.DGLGraph]],
-        manifest: dict,
+        manifest: Manifest,
         cfg: dict,
         graph_targets: dict[str, torch.Tensor] | None = None,
     ):
@@ -76,20 +77,20 @@ class Task:
             self.columns = target_columns(manifest, cfg["target"], self.level)
         except ValueError as err:
             raise ConfigError(f"target: {err}") from None
-        self.target_names = [manifest[names_key][c] for c in self.columns]
-        norm = manifest[norm_key]
-        self.mean = torch.tensor([norm["mean"][c] for c in self.columns], dtype=torch.float32)
-        self.std = torch.tensor([norm["std"][c] for c in self.columns], dtype=torch.float32)
+        self.target_names = [getattr(manifest, names_key)[c] for c in self.columns]
+        norm = getattr(manifest, norm_key)
+        self.mean = torch.tensor([norm.mean[c] for c in self.columns], dtype=torch.float32)
+        self.std = torch.tensor([norm.std[c] for c in self.columns], dtype=torch.float32)
         if not bool((self.std > 0).all()):
             raise ValueError(f"manifest {norm_key} std {self.std.tolist()} must be positive")
         self.graph_targets: dict[str, torch.Tensor] = {}
         if self.level == "graph":
             self.graph_targets = self._load_graph_targets(graph_targets, cfg)
-        self.num_types = int(manifest["num_types"])
+        self.num_types = manifest.num_types
         self.type_names = type_names(manifest)
         self.type_encoding = cfg["type_encoding"]
         self.node_fields = list(cfg["node_fields"])
-        extra = manifest.get("extra_fields", {})
+        extra = manifest.extra_fields
         missing = [name for name in self.node_fields if name not in extra]
         if missing:
             hint = (
@@ -168,5 +169,5 @@ class Task:
 
     def sources(self, split: str) -> list[dict]:
         """Per graph ``{"source", "frame", ...}`` of ``split`` from the manifest ([] if unknown)."""
-        entries = self.manifest.get("splits", {}).get(split, {}).get("graphs", [])
+        entries = self.manifest.splits.get(split, {}).get("graphs", [])
         return entries if len(entries) == len(self.graphs.get(split, [])) else []

@@ -48,6 +48,7 @@ from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.fileio import OutputExistsError, write_json, write_text
+from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS
 from glassgnn.run import build_network
 from glassgnn.task import Task
@@ -202,7 +203,7 @@ def _check_fields(cfg: dict) -> None:
 def fit(
     cfg: dict,
     graphs: dict[str, list[dgl.DGLGraph]],
-    manifest: dict,
+    manifest: Manifest,
     output_dir: str | Path,
     resume: bool = False,
     overwrite: bool = False,
@@ -253,7 +254,7 @@ def fit(
             write_text(out / outputs.CONFIG, dump(resolved))  # the budget may have grown
         else:
             write_text(out / outputs.CONFIG, dump(resolved))
-            write_json(out / schema.MANIFEST, manifest)
+            manifest.save(out / schema.MANIFEST)
     distributed.barrier(info)
     log_file = out / "train.log" if info.is_main else None
     handlers = outputs.setup_logging(log_file, cfg["console_log"] and info.is_main, cfg["log_level"])

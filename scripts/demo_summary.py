@@ -15,6 +15,7 @@ from pathlib import Path
 
 from glassgnn.evaluation import headline_of
 from glassgnn.fileio import write_json
+from glassgnn.manifest import Manifest
 
 MODELS = ("mlp", "ridge", "bapst")
 FLOOR_REASON = (
@@ -45,10 +46,10 @@ def run_summary(run_dir: Path) -> dict:
 
 def target_description(graphs_dir: Path) -> dict:
     """The learned target: time index, and the time and tau_alpha when the data set's manifest has them."""
-    manifest = json.loads((graphs_dir / "manifest.json").read_text())
-    index = manifest["graph"]["time_index"]
-    described = {"target_names": manifest["target_names"], "time_index": index}
-    source = Path(manifest["splits"]["train"]["graphs"][0]["source"]).parent / "manifest.json"
+    manifest = Manifest.load(graphs_dir / "manifest.json")
+    index = manifest.graph["time_index"]
+    described = {"target_names": manifest.target_names, "time_index": index}
+    source = Path(manifest.splits["train"]["graphs"][0]["source"]).parent / "manifest.json"
     if index is not None and source.is_file():  # a data set made by simulate.py
         data = json.loads(source.read_text())
         described |= {"time": data["time"][data["time_indices"][index]], "tau_alpha": data["tau_alpha"]}
