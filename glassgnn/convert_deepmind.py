@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glassgnn import schema
+from glassgnn import outputs, schema
 from glassgnn.config import defaults, dump, model_hparams
 from glassgnn.fileio import atomic_directory, sha256, write_text
 from glassgnn.manifest import Manifest, Normalisation
@@ -139,7 +139,7 @@ def convert(
     if not 0 <= time_index <= 9:
         raise CheckpointError(f"time_index must be in 0..9, got {time_index}")
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
-        torch.save({"model": state, "source": f"DeepMind checkpoint {prefix.name}"}, tmp / "best.pt")
+        torch.save({"model": state, "source": f"DeepMind checkpoint {prefix.name}"}, tmp / outputs.BEST)
         # Only the keys of the run-directory contract and DeepMind's training settings:
         # load_run fills the other training keys from the current defaults, so the
         # bundled run stays readable when training keys are added or renamed.
@@ -161,7 +161,7 @@ def convert(
                 if key != "fast"
             },
         }
-        write_text(tmp / "config.yaml", dump(config))
+        write_text(tmp / outputs.CONFIG, dump(config))
         _manifest(prefix, time_index).save(tmp / schema.MANIFEST)
         write_text(tmp / "README.md", _note(prefix, time_index))
     return Path(output_dir)

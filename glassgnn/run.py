@@ -19,7 +19,7 @@ from pathlib import Path
 import dgl
 import torch
 
-from glassgnn import schema
+from glassgnn import outputs, schema
 from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import defaults, load_resolved
 from glassgnn.features import field_stats, node_features
@@ -156,15 +156,15 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
         device: where to put the model (``"cpu"``, ``"cuda:0"``, a torch.device).
     """
     run_dir = Path(run_dir)
-    for name in ("config.yaml", schema.MANIFEST, "best.pt"):
+    for name in (outputs.CONFIG, schema.MANIFEST, outputs.BEST):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: not a run directory ({name} is missing)")
     device = torch.device(device)
-    config = {**defaults(), **load_resolved(run_dir / "config.yaml")}
+    config = {**defaults(), **load_resolved(run_dir / outputs.CONFIG)}
     manifest = Manifest.load(run_dir / schema.MANIFEST)
     task = config.get("task") or "node"  # runs written before graph tasks have none
     model = build_network({**config, "task": task})
-    state = load_checkpoint(run_dir / "best.pt", device)
+    state = load_checkpoint(run_dir / outputs.BEST, device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     columns = target_columns(manifest, config.get("target"), task)

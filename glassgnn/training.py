@@ -256,7 +256,7 @@ def fit(
             write_text(out / outputs.CONFIG, dump(resolved))
             manifest.save(out / schema.MANIFEST)
     distributed.barrier(info)
-    log_file = out / "train.log" if info.is_main else None
+    log_file = out / outputs.TRAIN_LOG if info.is_main else None
     handlers = outputs.setup_logging(log_file, cfg["console_log"] and info.is_main, cfg["log_level"])
     try:
         results = _loop(resolved, task, out, resume, device, info, on_epoch_end)
@@ -346,7 +346,7 @@ def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: Dis
     if info.is_main:
         save_checkpoint(out / outputs.BEST, state)
         save_checkpoint(out / outputs.LAST, state)
-        outputs.write_metrics_csv(out / "metrics.csv", loop["history"])
+        outputs.write_metrics_csv(out / outputs.METRICS, loop["history"])
     n_params = sum(p.numel() for p in module.parameters())
     return _finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
 
@@ -435,7 +435,7 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
                 if improved:  # best.pt's "model" holds the weights that were evaluated
                     save_checkpoint(out / outputs.BEST, {**state, "model": evaluated.state_dict()})
                 save_checkpoint(out / outputs.LAST, state)
-                outputs.write_metrics_csv(out / "metrics.csv", loop["history"])
+                outputs.write_metrics_csv(out / outputs.METRICS, loop["history"])
             LOG.info(
                 "epoch %d loss %.4g | train %s %.4f | val loss %.4g %s %.4f%s",
                 epoch,
@@ -494,7 +494,7 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
         for split, result in final.items():
             LOG.info("%s: %s", split, ", ".join(f"{m} {headline_of(result, m):.4f}" for m in METRICS))
         metric = cfg["selection_metric"] if cfg["selection_metric"] != "loss" else "pearson"
-        plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / "learning_curves.png")
+        plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / outputs.LEARNING_CURVES)
         if cfg["save_results"]:
             _write_predictions(task, preds, out)
         write_json(out / outputs.RESULTS, results)  # last: marks the run as finished
@@ -509,7 +509,7 @@ def _write_predictions(task: Task, preds: dict, out: Path) -> None:
     for split, pred in preds.items():
         arrays = outputs.prediction_arrays(pred, task.graphs[split], task.columns, task.sources(split))
         arrays["target_names"] = np.array(task.target_names)
-        outputs.write_npz(out / f"predictions_{split}.npz", arrays)
+        outputs.write_npz(out / outputs.predictions_file(split), arrays)
         for j, name in enumerate(task.target_names):
             suffix = "" if len(task.target_names) == 1 else f"_{name}"
             mask = arrays["mask"]
@@ -531,7 +531,7 @@ def _write_graph_predictions(task: Task, preds: dict, out: Path) -> None:
             np.concatenate(pred), task.graph_targets[split].numpy(), task.graphs[split], task.sources(split)
         )
         arrays["target_names"] = np.array(task.target_names)
-        outputs.write_npz(out / f"predictions_{split}.npz", arrays)
+        outputs.write_npz(out / outputs.predictions_file(split), arrays)
         for j, name in enumerate(task.target_names):
             suffix = "" if len(task.target_names) == 1 else f"_{name}"
             plots.parity(

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from glassgnn import outputs
 from glassgnn.evaluation import headline_of
 from glassgnn.fileio import write_json
 from glassgnn.manifest import Manifest
@@ -30,7 +31,7 @@ def _finite_or_none(value: float) -> float | None:
 
 def run_summary(run_dir: Path) -> dict:
     """Validation-selected epoch and the val/test Pearson of one train.py run directory."""
-    results = json.loads((run_dir / "results.json").read_text())
+    results = json.loads((run_dir / outputs.RESULTS).read_text())
     metrics = results["metrics"]
     return {
         "val_pearson": _finite_or_none(headline_of(metrics["val"], "pearson")),
