@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
             "dataset_dir": str(dataset_dir),
             "model_name": run.config["model_name"],
         }
-        if run.task == "graph":
+        if run.kind.per_graph:
             if args.nodes:
                 raise ValueError(
                     "--nodes: a graph-level run explains whole graphs; choose one with --graph_index"

@@ -24,31 +24,11 @@ from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import defaults, load_resolved
 from glassgnn.features import field_stats, node_features
 from glassgnn.manifest import Manifest
+from glassgnn.task_kind import NODE, TaskKind, task_kind
 from models.baseline import RidgeBaseline
 from models.contract import GlassModel
 from models.models import build_model
 from models.readout import build_graph_level_model
-
-#: Manifest attributes of the target names and their normalisation, per task.
-TARGET_KEYS = {
-    "node": ("target_names", "normalisation"),
-    "graph": ("graph_target_names", "graph_normalisation"),
-}
-
-
-def target_columns(manifest: Manifest, target: str | None, task: str = "node") -> list[int]:
-    """Indices of the learned target columns: ``target`` by name, or all of them.
-
-    Node task: columns of ``ndata[TARGET]`` (manifest ``target_names``); graph task:
-    columns of the ``GRAPH_TARGET`` label (manifest ``graph_target_names``).
-    """
-    key = TARGET_KEYS[task][0]
-    names = list(getattr(manifest, key))
-    if target is None:
-        return list(range(len(names)))
-    if target not in names:
-        raise ValueError(f"target {target!r} is not in the dataset's {key} {names}")
-    return [names.index(target)]
 
 
 def build_network(config: dict) -> GlassModel:
@@ -60,7 +40,7 @@ def build_network(config: dict) -> GlassModel:
     :func:`models.readout.build_graph_level_model` with the configuration's ``readout``.
     """
     name, hparams = config["model_name"], config["model"]
-    if (config.get("task") or "node") == "node" or hparams.get("pooling", "none") != "none":
+    if not task_kind(config.get("task")).per_graph or hparams.get("pooling", "none") != "none":
         network = build_model(name, hparams)
         if config.get("baseline", "none") == "ridge":
             return RidgeBaseline(network, hparams["in_dim"], hparams["out_dim"])
@@ -85,7 +65,8 @@ class Run:
         columns: learned target columns (of ``ndata[TARGET]``, or of the ``GRAPH_TARGET``
             label for a graph run); ``target_names`` their names.
         mean, std: [k] normalisation of those columns (train split statistics).
-        task: ``"node"`` (one prediction per particle) or ``"graph"`` (one per graph).
+        kind: :data:`glassgnn.task_kind.NODE` (one prediction per particle) or ``GRAPH``
+            (one per graph).
     """
 
     model: GlassModel
@@ -96,7 +77,7 @@ class Run:
     target_names: list[str]
     mean: torch.Tensor
     std: torch.Tensor
-    task: str = "node"
+    kind: TaskKind = NODE
 
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Model input of ``graph``'s particles, [n_atoms, in_dim], on the graph's device."""
@@ -111,7 +92,7 @@ class Run:
         ``labels[schema.GRAPH_TARGET][:, run.columns]`` (``load_split_labels`` or
         ``build_graphs_and_labels``).
         """
-        if self.task == "graph":
+        if self.kind.per_graph:
             raise ValueError(
                 "a graph run's targets are per-graph labels: labels[schema.GRAPH_TARGET][:, run.columns]"
             )
@@ -162,15 +143,11 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     device = torch.device(device)
     config = {**defaults(), **load_resolved(run_dir / outputs.CONFIG)}
     manifest = Manifest.load(run_dir / schema.MANIFEST)
-    task = config.get("task") or "node"  # runs written before graph tasks have none
-    model = build_network({**config, "task": task})
+    kind = task_kind(config.get("task"))  # runs written before graph tasks have none: node
+    model = build_network({**config, "task": kind.name})
     state = load_checkpoint(run_dir / outputs.BEST, device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    columns = target_columns(manifest, config.get("target"), task)
-    names_key, norm_key = TARGET_KEYS[task]
-    norm = getattr(manifest, norm_key)
-    mean = torch.tensor([norm.mean[c] for c in columns], dtype=torch.float32, device=device)
-    std = torch.tensor([norm.std[c] for c in columns], dtype=torch.float32, device=device)
-    names = [getattr(manifest, names_key)[c] for c in columns]
-    return Run(model, config, manifest, device, columns, names, mean, std, task)
+    learned = kind.learned(manifest, config.get("target"))
+    mean, std = learned.mean.to(device), learned.std.to(device)
+    return Run(model, config, manifest, device, learned.columns, learned.names, mean, std, kind)

@@ -237,14 +237,14 @@ def fit(
     task = Task(graphs, manifest, cfg, graph_targets)
     if cfg["baseline"] != "none" and _closed_form(cfg["model_name"]):
         raise ConfigError(f"{cfg['model_name']} is fitted in closed form: baseline must be none")
-    if task.level == "graph" and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
+    if task.kind.per_graph and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
         raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
     resolved = {
         **cfg,
         "num_exp": 1,
-        "task": task.level,
-        "readout": readout_config(cfg) if task.level == "graph" else {},
-        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.level),
+        "task": task.kind.name,
+        "readout": readout_config(cfg) if task.kind.per_graph else {},
+        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.kind.name),
     }
     old = None
     if info.is_main:
@@ -470,7 +470,7 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
             final[split] = evaluate(preds[split], task, split)
     results = {
         "model_name": cfg["model_name"],
-        "task": task.level,
+        "task": task.kind.name,
         "seed": cfg["seed"],
         "selection": {
             "split": "val",
@@ -503,43 +503,21 @@ def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, in
 
 
 def _write_predictions(task: Task, preds: dict, out: Path) -> None:
-    if task.level == "graph":
-        _write_graph_predictions(task, preds, out)
-        return
+    """``predictions_{split}.npz`` (one row per particle, or per graph for a graph task) and a
+    parity plot per target (over the masked particles coloured by type, or over graphs)."""
     for split, pred in preds.items():
-        arrays = outputs.prediction_arrays(pred, task.graphs[split], task.columns, task.sources(split))
+        arrays = task.kind.prediction_arrays(task, split, pred)
         arrays["target_names"] = np.array(task.target_names)
         outputs.write_npz(out / outputs.predictions_file(split), arrays)
-        for j, name in enumerate(task.target_names):
-            suffix = "" if len(task.target_names) == 1 else f"_{name}"
-            mask = arrays["mask"]
-            plots.parity(
-                arrays["pred"][mask, j],
-                arrays["target"][mask, j],
-                arrays["type"][mask],
-                task.type_names,
-                f"{split} (model selected on val)",
-                name,
-                out / f"parity_{split}{suffix}.png",
-            )
-
-
-def _write_graph_predictions(task: Task, preds: dict, out: Path) -> None:
-    """One row per graph in ``predictions_{split}.npz``; a parity plot per target over graphs."""
-    for split, pred in preds.items():
-        arrays = outputs.graph_prediction_arrays(
-            np.concatenate(pred), task.graph_targets[split].numpy(), task.graphs[split], task.sources(split)
-        )
-        arrays["target_names"] = np.array(task.target_names)
-        outputs.write_npz(out / outputs.predictions_file(split), arrays)
+        rows, types = task.kind.parity_points(arrays)
         for j, name in enumerate(task.target_names):
             suffix = "" if len(task.target_names) == 1 else f"_{name}"
             plots.parity(
-                arrays["pred"][:, j],
-                arrays["target"][:, j],
-                None,
-                None,
-                f"{split}, one point per graph (model selected on val)",
+                arrays["pred"][rows, j],
+                arrays["target"][rows, j],
+                types,
+                None if types is None else task.type_names,
+                task.kind.parity_title.format(split=split),
                 name,
                 out / f"parity_{split}{suffix}.png",
             )

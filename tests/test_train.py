@@ -305,7 +305,7 @@ def test_graph_task_cgcnn_learns_a_structural_target_the_mlp_floor_cannot(densit
     # load_run / run.predict: [n_graphs, k] equal to the saved predictions, from rebuilt graphs too
     for name in ("cgcnn", "mlp"):
         run = load_run(tmp_path / name)
-        assert run.task == "graph" and run.target_names == ["coordination"]
+        assert run.kind.name == "graph" and run.target_names == ["coordination"]
         saved = np.load(tmp_path / name / "predictions_test.npz")["pred"]
         batch = dgl.batch(load_split(root / "ds", "test"))
         np.testing.assert_allclose(run.predict(batch).numpy(), saved, rtol=1e-5, atol=1e-5)
