@@ -228,7 +228,8 @@ def test_pgexplainer_importances_and_training(setup):
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in model_names() if get_entry(n).cls.num_message_passing != 0]  # edges matter
+    "name",
+    [n for n in model_names() if get_entry(n).cls.num_message_passing != 0],  # edges matter
 )
 def test_edge_mask_acts_and_the_memoised_model_is_exact(name):
     """In every graph model an all-zero edge mask changes the prediction, and the cache of

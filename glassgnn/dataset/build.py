@@ -11,10 +11,10 @@ from concurrent.futures import ProcessPoolExecutor
 import dgl
 import numpy as np
 import torch
-from glassgnn.descriptors import DescriptorParams, compute_descriptors
 from tqdm import tqdm
 
 from glassgnn import schema
+from glassgnn.descriptors import DescriptorParams, compute_descriptors
 from glassgnn.graph import build_graph
 from glassgnn.neighbors import perpendicular_widths, wrap
 from glassgnn.readers import (
