@@ -14,8 +14,7 @@ import argparse
 import logging
 import sys
 
-import yaml
-
+from glassgnn.config import KeyValues
 from glassgnn.dataset import construct_dataset, expand_globs
 from glassgnn.readers import FORMATS
 
@@ -26,16 +25,6 @@ def _pair_cutoff(text: str) -> tuple[str, float]:
         return pair, float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LABEL-LABEL=CUTOFF, got {text!r}") from None
-
-
-def _key_values(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            sys.exit(f"construct_graph.py: error: --descriptor_param: expected KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(text)
-    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -116,8 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--descriptor_param",
         nargs="+",
-        default=[],
+        default={},
         metavar="KEY=VALUE",
+        action=KeyValues,
         help="override descriptor parameters, e.g. coarse_radii=[1.5,2.2] q_l=[4,6] (values read as "
         "YAML; defaults follow the data's length scale and are recorded in the manifest)",
     )
@@ -135,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit("construct_graph.py: error: --descriptor_param needs --descriptors")
     descriptors = None
     if args.descriptors:
-        descriptors = {"name": args.descriptors, **_key_values(args.descriptor_param)}
+        descriptors = {"name": args.descriptors, **args.descriptor_param}
     params = {
         "format": args.format,
         "cutoff": args.cutoff,

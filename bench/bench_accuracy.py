@@ -124,8 +124,13 @@ def build_datasets(work: Path, names: list[str]) -> dict[str, dict]:
 def run_variant(
     variant: Variant, data: dict, seed: int, budget_s: float, out: Path
 ) -> list[tuple[float, float]]:
-    """Train one variant for ``budget_s`` CPU seconds; returns (CPU s, val Pearson) per evaluation."""
+    """Train one variant for ``budget_s`` CPU seconds; returns (CPU s, val Pearson) per evaluation.
+
+    A finished run in ``out`` is read, not repeated; an interrupted one is resumed.
+    """
     if not (out / "results.json").exists():
+        # an interrupted run continues (same seed stream); anything else starts again
+        again = "--resume" if (out / "last.pt").exists() else "--overwrite"
         cmd = [
             sys.executable,
             str(REPO / "train.py"),
@@ -135,7 +140,7 @@ def run_variant(
             str(data["dir"]),
             "--output_dir",
             str(out),
-            "--overwrite",
+            again,
             "--seed",
             str(seed),
             "--max_cpu_time",

@@ -1,4 +1,4 @@
-"""Figures of the converted DeepMind checkpoint (README section "deepmind").
+"""Figures of the converted DeepMind checkpoint (docs/deepmind.md).
 
     .venv/bin/python bench/bench_deepmind.py [--repeats 5]
 

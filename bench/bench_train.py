@@ -20,9 +20,8 @@ validation-selected epoch.
 The CuZr data is read from ../shared/data/cuzr_symgnn (not bundled).
 
 ``--epochs 0`` measures the peak memory of one full-batch training step (forward,
-backward, Adam) per model: the README's models section has that table for every model.
-Figures, with the load of the shared machine they were taken at, are in the README's
-models and train sections.
+backward, Adam) per model: docs/benchmarks.md has that table for every model.
+Figures, with the load of the shared machine they were taken at, are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -89,8 +88,9 @@ def speed_one(
     from glassgnn.devices import configure_cpu
     from glassgnn.distributed import DistInfo
     from glassgnn.experiments import load_dataset
+    from glassgnn.optimisation import make_optimizer
     from glassgnn.task import Task
-    from glassgnn.training import make_optimizer, train_epoch
+    from glassgnn.training import train_epoch
     from models.models import build_model
 
     cfg = _config(model, dataset, batch_size, reuse_freed_memory=reuse_memory)

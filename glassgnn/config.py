@@ -427,8 +427,9 @@ def dump(resolved: dict) -> str:
     return text + yaml.safe_dump({"model": resolved["model"]}, sort_keys=False, default_flow_style=None)
 
 
-class _KeyValues(argparse.Action):
-    """``--readout op=sum hidden_dim=64 head_dims=[64]``: a mapping, values read as YAML."""
+class KeyValues(argparse.Action):
+    """``--readout op=sum hidden_dim=64 head_dims=[64]``: a mapping, values read as YAML (also
+    construct_graph.py's ``--descriptor_param``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         mapping = {}
@@ -450,7 +451,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is dict:
-            kwargs.update(nargs="+", metavar="KEY=VALUE", action=_KeyValues)
+            kwargs.update(nargs="+", metavar="KEY=VALUE", action=KeyValues)
         elif typing.get_origin(tp) is list:
             kwargs.update(nargs="*", metavar="NAME")
         else:

@@ -19,19 +19,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import dgl
-import numpy as np
 import torch
 import tqdm
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from glassgnn import distributed, outputs, plots, schema
+from glassgnn import distributed, outputs, schema
 from glassgnn.augment import augment_graph
 from glassgnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from glassgnn.closed_form import fit_closed_form
@@ -47,9 +46,11 @@ from glassgnn.config import (
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
-from glassgnn.fileio import OutputExistsError, write_json, write_text
+from glassgnn.fileio import OutputExistsError, write_text
+from glassgnn.final_evaluation import finish
 from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS
+from glassgnn.optimisation import make_ema, make_optimizer, retarget_schedule
 from glassgnn.run import build_network
 from glassgnn.task import Task
 from models.contract import Ability
@@ -125,48 +126,6 @@ def _stop_reason(loop: dict, cfg: dict, epoch: int, elapsed: float) -> str | boo
     if 0 < cfg["max_cpu_time"] <= loop["cpu_elapsed"]:
         return f"max_cpu_time {cfg['max_cpu_time']:g} s reached"
     return False
-
-
-def make_optimizer(model, cfg: dict) -> tuple[torch.optim.Optimizer, object | None]:
-    """Adam (AMSGrad optional) and the configured learning-rate schedule (or None).
-
-    With ``warmup_epochs`` W > 0 the rate rises linearly from lr/(W+1) to lr over W epochs
-    before the schedule (a cosine then decays over the remaining ``max_epoch - W`` epochs).
-    """
-    opt = torch.optim.Adam(
-        model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"], amsgrad=cfg["amsgrad"]
-    )
-    kind, warmup = cfg["scheduler"], cfg["warmup_epochs"]
-    if kind == "plateau":
-        if warmup:
-            raise ConfigError("warmup_epochs cannot be combined with the plateau schedule")
-        mode = "max" if SELECTION_METRICS[cfg["selection_metric"]] else "min"
-        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode=mode, factor=cfg["lr_gamma"], patience=cfg["lr_patience"], min_lr=cfg["min_lr"]
-        )
-    sched = None
-    if kind == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, cfg["lr_step_size"], cfg["lr_gamma"])
-    elif kind == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, _cosine_epochs(cfg), cfg["min_lr"])
-    if not warmup:
-        return opt, sched
-    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / (warmup + 1), total_iters=warmup)
-    if sched is None:
-        return opt, ramp
-    return opt, torch.optim.lr_scheduler.SequentialLR(opt, [ramp, sched], milestones=[warmup])
-
-
-def _cosine_epochs(cfg: dict) -> int:
-    return max(1, cfg["max_epoch"] - cfg["warmup_epochs"])
-
-
-def _retarget_schedule(sched, cfg: dict) -> None:
-    """After --resume with a larger max_epoch: a cosine decays over the new length from where it is."""
-    inner = sched._schedulers if isinstance(sched, torch.optim.lr_scheduler.SequentialLR) else [sched]
-    for part in inner:
-        if isinstance(part, torch.optim.lr_scheduler.CosineAnnealingLR):
-            part.T_max = _cosine_epochs(cfg)
 
 
 def _check_resume(out: Path, resolved: dict) -> None:
@@ -267,15 +226,6 @@ def fit(
     return results
 
 
-def _make_ema(module, cfg: dict):
-    """The moving average of ``module``'s weights (and batch-norm statistics), or None when off."""
-    if cfg["ema_decay"] <= 0:
-        return None
-    if not cfg["ema_decay"] < 1:
-        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg['ema_decay']}")
-    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema_decay"]), use_buffers=True)
-
-
 def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo, ema=None) -> dict:
     return {
         "model": module.state_dict(),
@@ -313,7 +263,7 @@ def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo, ema=None)
     opt.load_state_dict(state["optimizer"])
     if sched is not None:
         sched.load_state_dict(state["scheduler"])
-        _retarget_schedule(sched, cfg)
+        retarget_schedule(sched, cfg)
     set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
     loop = {**_new_loop(), **state["loop"]}
     if loop["stopped"]:
@@ -348,7 +298,7 @@ def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: Dis
         save_checkpoint(out / outputs.LAST, state)
         outputs.write_metrics_csv(out / outputs.METRICS, loop["history"])
     n_params = sum(p.numel() for p in module.parameters())
-    return _finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
+    return finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
 
 
 def _train_eval_split(task: Task, cfg: dict) -> tuple[str, int]:
@@ -363,17 +313,86 @@ def _train_eval_split(task: Task, cfg: dict) -> tuple[str, int]:
     return "train_sample", k
 
 
-def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
-    # time_s and cpu_s count from here: a baseline fit is part of the run's cost
-    wall_zero, cpu_zero = time.perf_counter(), time.process_time()
-    seed_everything(cfg["seed"])
-    module = build_network(cfg).to(device)
-    if _closed_form(cfg["model_name"]):
-        return _fit_closed_form(module, task, cfg, out, device, info)
+@dataclass
+class _Training:
+    """What one gradient-trained run carries from epoch to epoch."""
+
+    cfg: dict
+    task: Task
+    out: Path
+    device: torch.device
+    info: DistInfo
+    module: torch.nn.Module  # the network (what is saved)
+    model: torch.nn.Module  # the module, or its DDP wrapper (what takes steps)
+    opt: torch.optim.Optimizer
+    sched: object | None
+    ema: object | None  # AveragedModel of the module, or None
+    loop: dict  # checkpointed bookkeeping (_new_loop)
+    train_split: str  # "train" or the sample of training graphs evaluated
+    n_train_eval: int
+    wall_start: float  # clock readings at which elapsed and cpu_elapsed were zero
+    cpu_start: float
+
+    def evaluate(self, epoch: int, epoch_loss: float) -> tuple[dict, torch.nn.Module]:
+        """Metrics row of this evaluation, and the module evaluated (the average when kept)."""
+        cfg, task = self.cfg, self.task
+        row = {"epoch": epoch, "lr": self.opt.param_groups[0]["lr"], "epoch_loss": epoch_loss}
+        evaluated = self.module if self.ema is None else self.ema.module
+        for split, name in ((self.train_split, "train"), ("val", "val")):
+            preds = predict_split(evaluated, task, split, cfg["batch_size"], self.device, self.info)
+            result = evaluate(preds, task, split)
+            row[f"{name}_loss"] = result["loss"]
+            row.update({f"{name}_{m}": headline_of(result, m) for m in METRICS})
+        self.loop["elapsed"] = time.perf_counter() - self.wall_start
+        self.loop["cpu_elapsed"] = time.process_time() - self.cpu_start
+        row.update(
+            time_s=self.loop["elapsed"],
+            cpu_s=self.loop["cpu_elapsed"],
+            train_eval_graphs=self.n_train_eval,
+            segment=self.loop["segment"],
+        )
+        return row, evaluated
+
+    def record(self, epoch: int, row: dict, evaluated: torch.nn.Module) -> bool:
+        """Select on validation, decide whether to stop, write the checkpoints and metrics.csv;
+        returns whether this evaluation is the best so far."""
+        cfg, loop = self.cfg, self.loop
+        metric = cfg["selection_metric"]
+        value = row["val_loss"] if metric == "loss" else row[f"val_{metric}"]
+        loop["history"].append(row)
+        if self.sched is not None and cfg["scheduler"] == "plateau":
+            self.sched.step(value)
+        improved = _better(value, loop["best_value"], SELECTION_METRICS[metric])
+        if improved:
+            loop.update(best_epoch=epoch, best_value=value, bad_evals=0)
+        else:
+            loop["bad_evals"] += 1
+        loop["stopped"] = _stop_reason(loop, cfg, epoch, loop["elapsed"])
+        state = _state(self.module, self.opt, self.sched, loop, self.task, cfg, self.info, self.ema)
+        if self.info.is_main:
+            if improved:  # best.pt's "model" holds the weights that were evaluated
+                save_checkpoint(self.out / outputs.BEST, {**state, "model": evaluated.state_dict()})
+            save_checkpoint(self.out / outputs.LAST, state)
+            outputs.write_metrics_csv(self.out / outputs.METRICS, loop["history"])
+        LOG.info(
+            "epoch %d loss %.4g | train %s %.4f | val loss %.4g %s %.4f%s",
+            epoch,
+            row["epoch_loss"],
+            metric,
+            row[f"train_{metric}"],
+            row["val_loss"],
+            metric,
+            row[f"val_{metric}"],
+            " *" if improved else "",
+        )
+        return improved
+
+
+def _start(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, module) -> _Training:
+    """Optimiser, schedule, average and bookkeeping of a new or resumed run (baseline fitted)."""
+    wall_zero, cpu_zero = time.perf_counter(), time.process_time()  # a baseline fit counts
     opt, sched = make_optimizer(module, cfg)
-    metric = cfg["selection_metric"]
-    maximise = SELECTION_METRICS[metric]
-    ema = _make_ema(module, cfg)
+    ema = make_ema(module, cfg)
     if resume:
         loop = _restore(out, module, opt, sched, cfg, info, ema)
     else:
@@ -390,7 +409,33 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(module, device_ids=ids)
-    start, cpu_start = wall_zero - loop["elapsed"], cpu_zero - loop["cpu_elapsed"]
+    wall_start, cpu_start = wall_zero - loop["elapsed"], cpu_zero - loop["cpu_elapsed"]
+    return _Training(
+        cfg,
+        task,
+        out,
+        device,
+        info,
+        module,
+        model,
+        opt,
+        sched,
+        ema,
+        loop,
+        train_split,
+        n_train_eval,
+        wall_start,
+        cpu_start,
+    )
+
+
+def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
+    seed_everything(cfg["seed"])
+    module = build_network(cfg).to(device)
+    if _closed_form(cfg["model_name"]):
+        return _fit_closed_form(module, task, cfg, out, device, info)
+    run = _start(cfg, task, out, resume, device, info, module)
+    loop = run.loop
     first = cfg["max_epoch"] + 1 if loop["stopped"] else loop["epoch"] + 1
     bar = tqdm.tqdm(
         range(first, cfg["max_epoch"] + 1),
@@ -400,54 +445,15 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
         disable=not info.is_main,
     )
     for epoch in bar:
-        epoch_loss = train_epoch(model, opt, task, cfg, epoch, device, info, ema)
-        LOG.debug("epoch %d: mean batch loss %.5g, lr %.3g", epoch, epoch_loss, opt.param_groups[0]["lr"])
-        if sched is not None and cfg["scheduler"] != "plateau":
-            sched.step()
+        epoch_loss = train_epoch(run.model, run.opt, task, cfg, epoch, device, info, run.ema)
+        LOG.debug("epoch %d: mean batch loss %.5g, lr %.3g", epoch, epoch_loss, run.opt.param_groups[0]["lr"])
+        if run.sched is not None and cfg["scheduler"] != "plateau":
+            run.sched.step()
         loop["epoch"] = epoch
         if epoch % cfg["eval_interval"] == 0 or epoch == cfg["max_epoch"]:
-            row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "epoch_loss": epoch_loss}
-            evaluated = module if ema is None else ema.module  # what is selected and saved
-            for s, name in ((train_split, "train"), ("val", "val")):
-                result = evaluate(predict_split(evaluated, task, s, cfg["batch_size"], device, info), task, s)
-                row[f"{name}_loss"] = result["loss"]
-                row.update({f"{name}_{m}": headline_of(result, m) for m in METRICS})
-            value = row[f"val_{metric}"] if metric != "loss" else row["val_loss"]
-            loop["elapsed"] = time.perf_counter() - start
-            loop["cpu_elapsed"] = time.process_time() - cpu_start
-            row.update(
-                time_s=loop["elapsed"],
-                cpu_s=loop["cpu_elapsed"],
-                train_eval_graphs=n_train_eval,
-                segment=loop["segment"],
-            )
-            loop["history"].append(row)
-            if sched is not None and cfg["scheduler"] == "plateau":
-                sched.step(value)
-            improved = _better(value, loop["best_value"], maximise)
-            if improved:
-                loop.update(best_epoch=epoch, best_value=value, bad_evals=0)
-            else:
-                loop["bad_evals"] += 1
-            loop["stopped"] = _stop_reason(loop, cfg, epoch, loop["elapsed"])
-            state = _state(module, opt, sched, loop, task, cfg, info, ema)
-            if info.is_main:
-                if improved:  # best.pt's "model" holds the weights that were evaluated
-                    save_checkpoint(out / outputs.BEST, {**state, "model": evaluated.state_dict()})
-                save_checkpoint(out / outputs.LAST, state)
-                outputs.write_metrics_csv(out / outputs.METRICS, loop["history"])
-            LOG.info(
-                "epoch %d loss %.4g | train %s %.4f | val loss %.4g %s %.4f%s",
-                epoch,
-                epoch_loss,
-                metric,
-                row[f"train_{metric}"],
-                row["val_loss"],
-                metric,
-                row[f"val_{metric}"],
-                " *" if improved else "",
-            )
-            bar.set_postfix({f"val_{metric}": f"{value:.4f}", "best": loop["best_epoch"]})
+            run.record(epoch, *run.evaluate(epoch, epoch_loss))
+            metric = cfg["selection_metric"]
+            bar.set_postfix({f"best val_{metric}": f"{loop['best_value']:.4f}", "at": loop["best_epoch"]})
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if loop["stopped"]:
@@ -457,67 +463,5 @@ def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_e
     if module.supports(Ability.TRAINING_CACHE):
         module.release_cache()  # training is over: the final evaluation needs none of it
     distributed.barrier(info)
-    return _finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - start)
-
-
-def _finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, info, elapsed) -> dict:
-    """Evaluate the selected checkpoint once on every split and write the outputs."""
-    module.load_state_dict(load_checkpoint(out / outputs.BEST)["model"])
-    final, preds = {}, {}
-    for split in schema.SPLITS:
-        if task.graphs.get(split):
-            preds[split] = predict_split(module, task, split, cfg["batch_size"], device, info)
-            final[split] = evaluate(preds[split], task, split)
-    results = {
-        "model_name": cfg["model_name"],
-        "task": task.kind.name,
-        "seed": cfg["seed"],
-        "selection": {
-            "split": "val",
-            "metric": cfg["selection_metric"],
-            "value": loop["best_value"],
-            "rule": "checkpoint chosen on the validation split only; test evaluated once with it",
-        },
-        "best_epoch": loop["best_epoch"],
-        "last_epoch": loop["epoch"],
-        "stopped_early": loop["bad_evals"] >= cfg["patience"],
-        "stop_reason": loop["stopped"],
-        "metrics": final,
-        "wall_time_s": elapsed,
-        "num_parameters": n_params,
-        "world_size": info.world_size,
-    }
-    if info.is_main:
-        LOG.info(
-            "selected epoch %d (val %s %.4f)", loop["best_epoch"], cfg["selection_metric"], loop["best_value"]
-        )
-        for split, result in final.items():
-            LOG.info("%s: %s", split, ", ".join(f"{m} {headline_of(result, m):.4f}" for m in METRICS))
-        metric = cfg["selection_metric"] if cfg["selection_metric"] != "loss" else "pearson"
-        plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / outputs.LEARNING_CURVES)
-        if cfg["save_results"]:
-            _write_predictions(task, preds, out)
-        write_json(out / outputs.RESULTS, results)  # last: marks the run as finished
-    distributed.barrier(info)
-    return results
-
-
-def _write_predictions(task: Task, preds: dict, out: Path) -> None:
-    """``predictions_{split}.npz`` (one row per particle, or per graph for a graph task) and a
-    parity plot per target (over the masked particles coloured by type, or over graphs)."""
-    for split, pred in preds.items():
-        arrays = task.kind.prediction_arrays(task, split, pred)
-        arrays["target_names"] = np.array(task.target_names)
-        outputs.write_npz(out / outputs.predictions_file(split), arrays)
-        rows, types = task.kind.parity_points(arrays)
-        for j, name in enumerate(task.target_names):
-            suffix = "" if len(task.target_names) == 1 else f"_{name}"
-            plots.parity(
-                arrays["pred"][rows, j],
-                arrays["target"][rows, j],
-                types,
-                None if types is None else task.type_names,
-                task.kind.parity_title.format(split=split),
-                name,
-                out / f"parity_{split}{suffix}.png",
-            )
+    n_params = sum(p.numel() for p in module.parameters())
+    return finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - run.wall_start)

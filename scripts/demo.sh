@@ -10,15 +10,15 @@
 # Budgets and choices are environment variables (tests/test_demo.py runs a cut-down demo):
 #   DEMO_OUT             output directory (outputs/demo)
 #   DEMO_NUM_TRAIN       training configurations (12: config_0000-0011; val 0012-13, test 0014-15)
-#   DEMO_TIME_INDEX      propensity time index (0: t = 0.105, chosen on validation, see README)
-#   DEMO_CUTOFF          graph cutoff in sigma_AA (1.25: nearest neighbours, see README)
+#   DEMO_TIME_INDEX      propensity time index (0: t = 0.105, chosen on validation, see docs/benchmarks.md)
+#   DEMO_CUTOFF          graph cutoff in sigma_AA (1.25: nearest neighbours, see docs/benchmarks.md)
 #   DEMO_EPOCHS          Bapst epochs (60; 12 optimisation steps each)
 #   DEMO_TRAIN_SECONDS   Bapst wall-time cap, checked at evaluations (600)
 #   DEMO_MLP_EPOCHS      MLP epochs (10)
 #   DEMO_EXPLAIN_NODES   particles explained (2)
 #   DEMO_EXPLAIN_EPOCHS  GNNExplainer epochs per particle (100)
 #   DEMO_THREADS         CPU threads per process (1: on a machine shared with other jobs one
-#                        thread trained the Bapst network 4-5x faster than two, see README)
+#                        thread trained the Bapst network 4-5x faster than two, see docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
