@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
     except (ValueError, OSError) as exc:  # ReaderError is a ValueError; OutputExistsError an OSError
         sys.exit(f"construct_graph.py: error: {exc}")
+    except KeyboardInterrupt:  # the temporary output folder is already removed
+        print(f"construct_graph.py: interrupted; {args.output_dir} not written", file=sys.stderr)
+        sys.exit(130)
     for split, info in manifest.splits.items():
         edges = sum(graph["num_edges"] for graph in info["graphs"])
         print(f"{split}: {len(info['graphs'])} graphs, {edges} directed edges")

@@ -22,6 +22,7 @@ its bonds (particle options do not apply).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -40,8 +41,24 @@ from glassgnn.explain_pipeline import (
 )
 from glassgnn.explain_report import graph_summary, summary, write_graph_outputs, write_outputs
 from glassgnn.fileio import OutputExistsError, atomic_directory
+from glassgnn.manifest import Manifest
 from glassgnn.run import load_run
 from glassgnn.topology import COMPLEXES, ComplexTooLargeError, UnwrapError
+
+
+def _at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,30 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=schema.SPLITS)
     p.add_argument("--graph_index", type=int, default=0, help="which graph of the split")
     p.add_argument("--nodes", type=int, nargs="+", default=None, help="particle ids to explain")
-    p.add_argument("--num_nodes", type=int, default=50, help="how many particles to select (without --nodes)")
+    p.add_argument(
+        "--num_nodes", type=_at_least(1), default=50, help="how many particles to select (without --nodes)"
+    )
     p.add_argument("--select", default="center", choices=SELECTIONS, help="how to select them")
     p.add_argument("--explainer", default="gnnexplainer", choices=EXPLAINERS)
-    p.add_argument("--num_hops", type=int, default=None, help="subgraph radius (default: model's depth)")
+    p.add_argument(
+        "--num_hops", type=_at_least(1), default=None, help="subgraph radius (default: model's depth)"
+    )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=_at_least(1),
         default=None,
         help="optimisation epochs (default: gnnexplainer 300, pgexplainer 30)",
     )
-    p.add_argument("--batch_size", type=int, default=8, help="particles optimised together")
+    p.add_argument("--batch_size", type=_at_least(1), default=8, help="particles optimised together")
     p.add_argument(
         "--complex",
         default="alpha",
         choices=COMPLEXES,
         help="filtration; alpha falls back to the periodic rips for a neighbourhood wrapping the box",
     )
-    p.add_argument("--top_k", type=int, default=10, help="bonds per tier and for fidelity")
+    p.add_argument("--top_k", type=_at_least(1), default=10, help="bonds per tier and for fidelity")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--device", type=int, default=-1, help="-1 = CPU, k = cuda:k")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads",
-        type=int,
+        type=_at_least(1),
         default=None,
         help="CPU threads for torch (default: torch's; 1 on a busy machine)",
     )
@@ -93,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         select=args.select,
         explainer=args.explainer,
         num_hops=args.num_hops,
-        epochs=args.epochs or DEFAULT_EPOCHS[args.explainer],
+        epochs=args.epochs if args.epochs is not None else DEFAULT_EPOCHS[args.explainer],
         complex=args.complex,
         top_k=args.top_k,
         seed=args.seed,
@@ -133,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
             with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:
                 write_graph_outputs(tmp, graph_result, result, options)
             return result
+        _warn_outside_mask(graphs[args.graph_index], args.nodes, run.manifest)
         options.num_hops = resolve_hops(run, options)
         results = explain_particles(run, graphs[args.graph_index], cell, options)
         result = summary(results, options, extra)
@@ -148,6 +170,18 @@ def main(argv: list[str] | None = None) -> dict:
     ) as err:
         parser.exit(2, f"explain.py: error: {err}\n")
     return result
+
+
+def _warn_outside_mask(graph, nodes: list[int] | None, manifest: Manifest) -> None:
+    """Warn when asked particles are outside the metrics mask: the model never fit their targets."""
+    mask = graph.ndata[schema.MASK]
+    outside = [i for i in nodes or [] if 0 <= i < len(mask) and not bool(mask[i])]
+    if outside:
+        print(
+            f"explain.py: warning: particle(s) {outside} are outside the metrics mask (mask_types "
+            f"{manifest.graph.get('mask_types')}): the model was not trained on their targets",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 
 from glassgnn import distributed, outputs
+from glassgnn.checkpoint import CheckpointError
 from glassgnn.config import ConfigError, add_arguments, resolve
 from glassgnn.devices import DeviceError, configure_cpu
 from glassgnn.experiments import load_dataset, run_experiments
 from glassgnn.fileio import OutputExistsError
+from glassgnn.readers import ReaderError
 
 CONTROL = ("model_config_path", "config", "output_dir", "resume", "overwrite")
 
@@ -88,7 +90,14 @@ def main(argv: list[str] | None = None) -> dict:
             parser.exit(1, f"train.py: error: {lost}\n")
         finally:
             distributed.shutdown(info)
-    except (ConfigError, OutputExistsError, FileNotFoundError, DeviceError) as err:
+    except (
+        ConfigError,
+        OutputExistsError,
+        FileNotFoundError,
+        DeviceError,
+        CheckpointError,
+        ReaderError,
+    ) as err:
         parser.exit(2, f"train.py: error: {err}\n")
     except KeyboardInterrupt:
         print("train.py: interrupted; continue with --resume (same --output_dir)", file=sys.stderr)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import statistics
 import subprocess
 import sys
@@ -40,10 +39,10 @@ def _setup(pooling: str):
     import yaml
 
     from glassgnn.graph import build_graph
+    from glassgnn.readers.safe_pickle import load_data_pickle
     from models.models import build_model
 
-    with open(CUZR, "rb") as handle:
-        data = pickle.load(handle)
+    data = load_data_pickle(CUZR)
     types = np.asarray(data["types"]).astype(np.int64) - 1
     graph = build_graph(data["positions"], types, np.asarray(data["box"], dtype=np.float64), CUTOFF)
     feat = torch.nn.functional.one_hot(graph.ndata["type"], 2).float()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import resource
 import sys
 import time
@@ -44,6 +43,7 @@ from glassgnn.explain_subgraph import computation_subgraph  # noqa: E402
 from glassgnn.features import node_features  # noqa: E402
 from glassgnn.gnnexplainer import GNNExplainerSettings, _entropy, _initial_masks  # noqa: E402
 from glassgnn.graph import build_graph  # noqa: E402
+from glassgnn.readers.safe_pickle import load_data_pickle  # noqa: E402
 from models.models import build_model  # noqa: E402
 
 CUZR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuzr_symgnn" / "train0.pickle"
@@ -58,8 +58,7 @@ def setup() -> tuple[SimpleNamespace, object, np.ndarray]:
     """A run-like object (what explain_particles reads), the CuZr graph and its cell."""
     if not CUZR.exists():
         sys.exit(f"bench_explain: {CUZR} not found (the CuZr data is read from ../shared)")
-    with open(CUZR, "rb") as handle:
-        data = pickle.load(handle)  # trusted local file
+    data = load_data_pickle(CUZR)
     types = np.asarray(data["types"]).astype(np.int64) - 1
     box = np.asarray(data["box"], dtype=np.float64)
     graph = build_graph(data["positions"], types, box, 5.0, self_loops=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import resource
 import subprocess
 import sys
@@ -41,8 +40,9 @@ CUTOFF = 5.0
 
 def _system(replicas: int) -> tuple[np.ndarray, np.ndarray]:
     """Wrapped positions [N, 3] and box (3,) of train0 replicated ``replicas`` times per axis."""
-    with open(CUZR, "rb") as handle:
-        data = pickle.load(handle)
+    from glassgnn.readers.safe_pickle import load_data_pickle
+
+    data = load_data_pickle(CUZR)
     box = np.asarray(data["box"], dtype=np.float64)
     positions = np.mod(np.asarray(data["positions"], dtype=np.float64), box)
     shifts = np.stack(np.meshgrid(*[np.arange(replicas)] * 3, indexing="ij"), -1).reshape(-1, 3) * box

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import resource
 import statistics
 import subprocess
@@ -64,14 +63,14 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
     from glassgnn import schema
     from glassgnn.graph import build_graph
+    from glassgnn.readers.safe_pickle import load_data_pickle
     from models.models import build_model
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     graphs = []
     for path in args.data:
-        with open(path, "rb") as handle:
-            data = pickle.load(handle)
+        data = load_data_pickle(path)
         positions, types, box = data["positions"], data["types"] - 1, data["box"]
         targets = data["trajectory_start_velocities"]
         graphs.append(build_graph(positions, types, box, args.cutoff, targets=targets))

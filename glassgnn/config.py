@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -217,6 +218,8 @@ def _check(where: str, key: str, value: Any, tp: Any, meta: dict | None = None) 
     value = _coerce(value, tp)
     if not check_type(value, tp):
         raise ConfigError(f"{where}: {key} must be of type {_type_name(tp)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     meta = meta or {}
     if "choices" in meta and value is not None and value not in meta["choices"]:
         raise ConfigError(f"{where}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}")

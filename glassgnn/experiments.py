@@ -18,7 +18,8 @@ from glassgnn.distributed import DistInfo, barrier
 from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS, summarise
-from glassgnn.training import fit
+from glassgnn.readers import ReaderError
+from glassgnn.training import check_run, fit
 
 SUMMARY = "summary.json"
 
@@ -40,6 +41,7 @@ def run_experiments(
     if cfg["num_exp"] == 1:
         return fit(cfg, graphs, manifest, output_dir, resume=resume, overwrite=overwrite, info=info)
     out = Path(output_dir)
+    check_run(cfg, graphs, manifest)  # a bad setting fails before any folder is made
     if info.is_main:
         if (out / SUMMARY).exists() and not overwrite:
             raise OutputExistsError(f"{out} holds finished experiments; pass --overwrite to replace them")
@@ -117,4 +119,10 @@ def load_dataset(dataset_dir: str | Path) -> tuple[dict[str, list[dgl.DGLGraph]]
             graphs[split] = load_split(path, split)
         elif split != "test":
             raise FileNotFoundError(f"{path}: {schema.split_file(split)} is missing")
+        if split != "test" and not graphs[split]:
+            raise ReaderError(
+                path / schema.split_file(split),
+                f"holds no graph: training needs {split} graphs (construct_graph.py "
+                + ("--train FILES)" if split == "train" else "--val FILES or --val_fraction F)"),
+            )
     return graphs, load_manifest(path)

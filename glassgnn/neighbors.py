@@ -19,6 +19,11 @@ import numpy as np
 import torch
 import vesin
 
+#: Most periodic copies of the cell a radius search may span (see :func:`check_image_count`).
+MAX_IMAGES = 1_000_000
+#: Pairs closer than this fraction of the cutoff are "at the same position".
+SAME_POSITION = 1e-6
+
 
 def cell_matrix(cell: np.ndarray) -> np.ndarray:
     """Return the cell as a (3, 3) matrix with cell vectors as rows.
@@ -42,6 +47,25 @@ def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
     volume = abs(np.linalg.det(matrix))
     a, b, c = matrix
     return volume / np.linalg.norm([np.cross(b, c), np.cross(c, a), np.cross(a, b)], axis=1)
+
+
+def check_image_count(cell: np.ndarray, cutoff: float) -> None:
+    """Refuse a cutoff that spans more than :data:`MAX_IMAGES` periodic copies of the cell.
+
+    A search within ``cutoff`` visits about prod_i (2 ceil(cutoff / w_i) + 1) copies of the
+    cell (w_i: perpendicular widths), and every copy adds edges. A cubic cell with a cutoff
+    of 2 widths needs 125, the SymGNN and DeepMind systems 27; 10^6 copies is a cutoff
+    ~50 widths long, where each atom would have millions of edges: such a cell is almost
+    always a wrong cell (a near-degenerate triclinic one), and the search would never end.
+    """
+    widths = perpendicular_widths(cell)
+    images = float(np.prod(2 * np.ceil(cutoff / widths) + 1))
+    if images > MAX_IMAGES:
+        raise ValueError(
+            f"the cell is too thin for cutoff {cutoff:g}: perpendicular widths "
+            f"{np.array2string(widths, precision=4, separator=', ')} would need {images:.3g} periodic "
+            f"images (limit {MAX_IMAGES:.0e}); check the cell vectors"
+        )
 
 
 def wrap(positions: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, int]:
@@ -94,15 +118,25 @@ def radius_pairs(
         cutoff = float(pair_cutoffs.max())
     if not np.isfinite(cutoff) or cutoff <= 0:
         raise ValueError(f"cutoff must be a positive number, got {cutoff}")
+    check_image_count(matrix, cutoff)
     wrapped, _ = wrap(positions, matrix)
     # Half list: each unordered pair (and periodic image) once, D = r_j - r_i. copy=False
     # returns views into memory owned by `calculator`, which must stay alive until copied.
     calculator = vesin.NeighborList(cutoff=cutoff, full_list=False)
     i, j, D = calculator.compute(points=wrapped, box=matrix, periodic=True, quantities="ijD", copy=False)
     # vesin keeps d < cutoff (strict, as we define edges); per-pair cutoffs filter its list.
+    squared = np.einsum("ij,ij->i", D, D)
     if pair_cutoffs is not None:
-        keep = np.einsum("ij,ij->i", D, D) < pair_cutoffs[types[i], types[j]] ** 2
-        i, j, D = i[keep], j[keep], D[keep]
+        keep = squared < pair_cutoffs[types[i], types[j]] ** 2
+        i, j, D, squared = i[keep], j[keep], D[keep], squared[keep]
+    same = np.flatnonzero(squared < (SAME_POSITION * cutoff) ** 2)
+    if len(same):  # a zero-length edge has no direction and breaks 1/r features
+        a, b = int(i[same[0]]), int(j[same[0]])
+        what = f"atom {a} and its own periodic image" if a == b else f"atoms {a} and {b}"
+        raise ValueError(
+            f"{what} are at the same position ({np.sqrt(squared[same[0]]):.3g} apart; "
+            f"{len(same)} such pair(s))"
+        )
     # vesin returns uint64 indices; reinterpreting them as int64 (all < 2**63) avoids a cast.
     # The copies go through torch: its kernels copy these strided views ~2x faster than numpy
     # (1M atoms: 0.6 s instead of 1.3 s of CPU).

@@ -11,14 +11,13 @@ import csv
 import io
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import tqdm
 
 from glassgnn import schema
-from glassgnn.fileio import OutputExistsError, atomic_path, write_text
+from glassgnn.fileio import OutputExistsError, atomic_path, empty_trash, old_path, remove_tree, write_text
 
 # The files of a run directory (its copy of the dataset manifest is schema.MANIFEST).
 CONFIG = "config.yaml"  # the resolved configuration (glassgnn.config)
@@ -41,6 +40,12 @@ LOGGER = logging.getLogger("glassgnn.train")
 def prepare_output_dir(path: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
     """Make ``path`` ready for a fresh run or a resumed one, refusing to clobber finished work.
 
+    With ``overwrite`` the previous run is moved to the hidden ``.NAME.old`` and kept there
+    until the new run finishes (:func:`discard_old`). Whatever the interruptions, the last
+    finished run survives: an interrupted ``--overwrite`` followed by another one drops
+    the unfinished attempt, not ``.NAME.old``; a ``--resume`` of the attempt that then
+    finishes discards ``.NAME.old``.
+
     Args:
         path: the run directory.
         resume: continue the run in ``path`` from its last.pt (a finished one only when its
@@ -48,34 +53,39 @@ def prepare_output_dir(path: str | os.PathLike, resume: bool, overwrite: bool) -
         overwrite: start again even if ``path`` holds a run.
 
     Returns:
-        With ``overwrite`` and an existing run: the directory the old run was moved to
-        (delete it with :func:`discard_old` once the new run finished), else ``None``.
+        The directory holding the run to discard once this one finished, else ``None``.
     """
     path = Path(path)
+    old = old_path(path)
+    empty_trash(path)
     if resume:  # a finished run continues only with a larger budget (glassgnn.training checks)
         if not (path / LAST).is_file() or not (path / CONFIG).is_file():
             raise FileNotFoundError(f"{path}: no unfinished run to resume ({LAST} or {CONFIG} missing)")
-        return None
+        return old if old.exists() else None
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             state = (
                 "a finished run" if (path / RESULTS).exists() else "an unfinished run (--resume continues it)"
             )
             raise OutputExistsError(f"{path} holds {state}; pass --overwrite to replace it")
-        # The old run is kept until the new one finishes, so a failure loses nothing.
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        path.mkdir(parents=True)
-        return old
+        if old.exists() and not (path / RESULTS).exists():
+            remove_tree(path)  # an unfinished attempt of an earlier --overwrite; old is the run to keep
+        else:
+            remove_tree(old)  # superseded by the finished run in path
+            os.replace(path, old)
+    elif old.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{old} holds the run an interrupted --overwrite of {path} moved aside; pass --overwrite "
+            f"to replace it, or move it back to {path}"
+        )
     path.mkdir(parents=True, exist_ok=True)
-    return None
+    return old if old.exists() else None
 
 
 def discard_old(old: Path | None) -> None:
     """Delete the previous run moved aside by :func:`prepare_output_dir`."""
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
 
 
 class _TqdmHandler(logging.StreamHandler):

@@ -55,10 +55,15 @@ class Predictions:
 
 
 def graph_params(run: Run, format: str | None = None, time_index: int | None = None) -> dict:
-    """The dataset's graph parameters, with the input format and time index optionally replaced."""
+    """The dataset's graph parameters, with the input format and time index optionally replaced.
+
+    The dataset's time index (a bapst option) is dropped for inputs of another named format.
+    """
     params = dict(run.manifest.graph)
     if format is not None:
         params["format"] = format
+        if format not in ("auto", "bapst"):
+            params["time_index"] = None
     if time_index is not None:
         params["time_index"] = time_index
     return params
@@ -133,7 +138,7 @@ def _node_rows(run: Run, frames: list[dict]) -> Predictions:
     arrays["target_names"] = np.array(names if names is not None else run.target_names)
     out = Predictions(arrays)
     if names is None:
-        log.info("inputs carry no (or other) target columns: no metrics")
+        _warn_no_target(run, next(f["record"] for f in frames if "target" not in f))
         return out
     arrays["target"] = np.concatenate([f["target"] for f in frames])
     arrays["mask"] = np.concatenate([f["mask"] for f in frames])
@@ -158,11 +163,31 @@ def _graph_rows(run: Run, frames: list[dict]) -> Predictions:
     if names is not None:
         target = np.concatenate([f["target"] for f in frames])
         if np.isnan(target).any():  # some snapshot lacks the value: no metrics, no partial column
-            log.info("some inputs lack the graph target %s: no metrics", names)
+            record = frames[int(np.flatnonzero(np.isnan(target).any(axis=1))[0])]["record"]
+            log.warning(
+                "no metrics: %s frame %d has no value for the graph target(s) %s",
+                record["source"],
+                record["frame"],
+                ", ".join(names),
+            )
             return out
         arrays["target"] = target
         out.metrics = graph_metrics(arrays["pred"], target, names)
     return out
+
+
+def _warn_no_target(run: Run, record: dict) -> None:
+    """Say which target a frame lacks, so a user sees why predict.py computed no metrics."""
+    field = run.manifest.graph.get("target")
+    where = f"{record['source']} frame {record['frame']}"
+    if record["target"] == field and field is not None:
+        problem = (
+            f"its {field!r} columns {record['target_names']} are not the run's {run.manifest.target_names}"
+        )
+    else:
+        fields = sorted(record["extra_fields"]) + ([record["target"]] if record["target"] else [])
+        problem = f"it has no field {field!r} (its fields: {', '.join(fields) or 'none'})"
+    log.warning("no metrics: the run learned %s, but in %s %s", ", ".join(run.target_names), where, problem)
 
 
 #: Per task kind: the frames' rows gathered into :class:`Predictions`.

@@ -117,7 +117,7 @@ def _equilibrated(out: Path, cfg: SimulationConfig, manifest: dict) -> dict:
     """The equilibrated configurations: from ``configurations.npz`` or a new equilibration."""
     path = out / CONFIGURATIONS
     if path.exists() and "equilibration" in manifest:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             eq = {key: data[key] for key in data.files}
         eq["tau_alpha"] = manifest["equilibration"]["tau_alpha_nvt"]
         eq["pressure"] = manifest["metadata_pressure"]

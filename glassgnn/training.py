@@ -192,19 +192,7 @@ def fit(
     info = info or DistInfo()
     out = Path(output_dir)
     device = distributed.local_device(select_device(cfg["device"]), info)
-    _check_fields(cfg)
-    task = Task(graphs, manifest, cfg, graph_targets)
-    if cfg["baseline"] != "none" and _closed_form(cfg["model_name"]):
-        raise ConfigError(f"{cfg['model_name']} is fitted in closed form: baseline must be none")
-    if task.kind.per_graph and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
-        raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
-    resolved = {
-        **cfg,
-        "num_exp": 1,
-        "task": task.kind.name,
-        "readout": readout_config(cfg) if task.kind.per_graph else {},
-        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.kind.name),
-    }
+    task, resolved, module = check_run(cfg, graphs, manifest, graph_targets)
     old = None
     if info.is_main:
         old = outputs.prepare_output_dir(out, resume, overwrite)
@@ -218,7 +206,7 @@ def fit(
     log_file = out / outputs.TRAIN_LOG if info.is_main else None
     handlers = outputs.setup_logging(log_file, cfg["console_log"] and info.is_main, cfg["log_level"])
     try:
-        results = _loop(resolved, task, out, resume, device, info, on_epoch_end)
+        results = _loop(resolved, module, task, out, resume, device, info, on_epoch_end)
     finally:
         outputs.close_logging(handlers)
     if info.is_main:
@@ -237,6 +225,37 @@ def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo
         "normalisation": task.normalisation(),
         "config": cfg,
     }
+
+
+def check_run(
+    cfg: dict, graphs: dict, manifest: dict, graph_targets: dict | None = None
+) -> tuple[Task, dict, torch.nn.Module]:
+    """What :func:`fit` checks before writing anything: the node fields the model needs, the
+    task, the resolved configuration (model dimensions from the data) and the network, built
+    right after seeding; a hyperparameter the model cannot be built with (e.g. a negative
+    width) is a :class:`ConfigError` naming the model."""
+    _check_fields(cfg)
+    task = Task(graphs, manifest, cfg, graph_targets)
+    if cfg["baseline"] != "none" and _closed_form(cfg["model_name"]):
+        raise ConfigError(f"{cfg['model_name']} is fitted in closed form: baseline must be none")
+    if task.kind.per_graph and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
+        raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
+    resolved = {
+        **cfg,
+        "num_exp": 1,
+        "task": task.kind.name,
+        "readout": readout_config(cfg) if task.kind.per_graph else {},
+        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.kind.name),
+    }
+    seed_everything(cfg["seed"])
+    try:
+        module = build_network(resolved)
+    except (ValueError, TypeError, RuntimeError, AssertionError, KeyError) as exc:
+        raise ConfigError(
+            f"model {resolved['model_name']} cannot be built with {resolved['model']} "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    return task, resolved, module
 
 
 def _closed_form(model_name: str) -> bool:
@@ -429,9 +448,9 @@ def _start(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, mod
     )
 
 
-def _loop(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
-    seed_everything(cfg["seed"])
-    module = build_network(cfg).to(device)
+def _loop(cfg, module, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
+    """Train ``module`` (built right after seeding, :func:`check_run`); evaluate it once at the end."""
+    module = module.to(device)
     if _closed_form(cfg["model_name"]):
         return _fit_closed_form(module, task, cfg, out, device, info)
     run = _start(cfg, task, out, resume, device, info, module)

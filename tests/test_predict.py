@@ -176,7 +176,7 @@ def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch, caplog):
     )
 
 
-def test_graph_run_writes_one_row_per_snapshot(tmp_path):
+def test_graph_run_writes_one_row_per_snapshot(tmp_path, caplog):
     write_density_dataset(tmp_path, np.random.default_rng(0), {"train": 6, "val": 2, "test": 3})
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump({"mlp": {"hidden_dims": [8]}}))
     train.main(
@@ -223,3 +223,7 @@ def test_graph_run_writes_one_row_per_snapshot(tmp_path):
         ]
     )
     assert bare is None and np.load(tmp_path / "bare_out.npz")["pred"].shape == (1, 1)
+    assert (
+        f"no metrics: {tmp_path / 'bare.npz'} frame 0 has no value for the graph target(s) coordination"
+        in (caplog.text)
+    )

@@ -81,7 +81,7 @@ def test_test_labels_never_influence_selection(data, tmp_path):
 
 
 def _weights(path):
-    return torch.load(path)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, capsys):

@@ -117,18 +117,23 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
     mask = None
     if mask_labels != "all":
         mask = np.isin(np.asarray(snapshot.type_labels)[snapshot.types], mask_labels)
-    graph = build_graph(
-        snapshot.positions,
-        snapshot.types,
-        snapshot.cell,
-        params["cutoff"],
-        targets=snapshot.fields[target] if has_target else np.zeros((n_atoms, 0)),
-        mask=mask,
-        self_loops=params["self_loops"],
-        knn=params["knn"],
-        pair_cutoffs=_pair_matrix(snapshot, params),
-        extra_fields={k: v for k, v in snapshot.fields.items() if k != target},
-    )
+    try:
+        graph = build_graph(
+            snapshot.positions,
+            snapshot.types,
+            snapshot.cell,
+            params["cutoff"],
+            targets=snapshot.fields[target] if has_target else np.zeros((n_atoms, 0)),
+            mask=mask,
+            self_loops=params["self_loops"],
+            knn=params["knn"],
+            pair_cutoffs=_pair_matrix(snapshot, params),
+            extra_fields={k: v for k, v in snapshot.fields.items() if k != target},
+        )
+    except ReaderError:
+        raise
+    except ValueError as exc:  # the neighbour search refuses the cell or the positions
+        raise ReaderError(snapshot.source, f"frame {snapshot.frame}: {exc}") from None
     reach = max([params["cutoff"] or 0.0, *(params["pair_cutoffs"] or {}).values()])
     if reach >= perpendicular_widths(snapshot.cell).min() / 2:
         log.warning(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import dgl
@@ -15,6 +17,8 @@ from glassgnn.descriptors import DescriptorParams, default_params, descriptor_na
 from glassgnn.fileio import atomic_directory, sha256
 from glassgnn.manifest import Manifest, Normalisation
 from glassgnn.readers import ReaderError, read_snapshots
+
+log = logging.getLogger(__name__)
 
 
 def load_manifest(directory: str | os.PathLike) -> Manifest:
@@ -74,7 +78,13 @@ def _load(directory, split):
         if names:
             labels[schema.GRAPH_TARGET] = torch.zeros(0, len(names))
         return [], labels
-    graphs, labels = dgl.load_graphs(str(path))
+    try:
+        graphs, labels = dgl.load_graphs(str(path))
+    except dgl.DGLError as exc:  # its message carries a C++ backtrace: keep the first line
+        reason = re.sub(r"^\[[^]]*\] \S+:\d+: ", "", str(exc).strip().splitlines()[0])  # [time] file:line:
+        raise ReaderError(
+            path, f"truncated or corrupt graph file ({reason}); rebuild it with construct_graph.py"
+        ) from None
     for graph in graphs:  # dgl.save_graphs stores bool as uint8
         graph.ndata[schema.MASK] = graph.ndata[schema.MASK].bool()
     return graphs, labels
@@ -191,6 +201,7 @@ def construct_dataset(
         for key in ("target", "target_names", "extra_fields", "mask_types"):
             _check_consistent(everything, key)
         type_map = union_type_map(everything)
+        _warn_unseen_types(built)
         _check_labels(params, type_map)
         for split in schema.SPLITS:
             finish_graphs(built[split], type_map, params)
@@ -289,6 +300,23 @@ def _field_normalisation(graphs: list[dgl.DGLGraph], widths: dict[str, int]) -> 
         values = torch.cat([g.ndata[schema.EXTRA_PREFIX + name].reshape(g.num_nodes(), -1) for g in graphs])
         out[name] = _normalisation(values.double().numpy())
     return out
+
+
+def _warn_unseen_types(built: dict[str, list]) -> None:
+    """Warn about type labels of val or test graphs that no training graph has."""
+    seen = {label for _, record in built["train"] for label in record["type_labels"]}
+    for split in ("val", "test"):
+        unseen: dict[str, set[str]] = {}
+        for _, record in built[split]:
+            for label in set(record["type_labels"]) - seen:
+                unseen.setdefault(label, set()).add(record["source"])
+        for label, sources in sorted(unseen.items()):
+            log.warning(
+                "type %r appears in %s (%s) but in no training graph: the model never sees it in training",
+                label,
+                split,
+                ", ".join(sorted(sources)),
+            )
 
 
 def _graph_targets(records: list[dict], width: int) -> np.ndarray:

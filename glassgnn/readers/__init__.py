@@ -86,6 +86,8 @@ def read_snapshots(path: str | Path, format: str = "auto", time_index: int | Non
         ReaderError: one line naming the file and the problem.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ReaderError(path, "is a directory, not an input file (give the files, e.g. 'DIR/*.pickle')")
     if not path.is_file():
         raise ReaderError(path, "no such file")
     if format == "auto":

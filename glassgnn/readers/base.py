@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: Farthest an atom may lie from the cell, in cell lengths: beyond, float64 wrapping keeps
+#: less than 1e-10 of the cell (relative precision 2.2e-16 times 1e6 cells).
+MAX_CELLS_AWAY = 1e6
+
 
 class ReaderError(ValueError):
     """A file cannot be read as a snapshot; the message names the file and the problem."""
@@ -152,6 +156,14 @@ def validate(snapshot: Snapshot) -> Snapshot:
         raise ReaderError(path, f"degenerate cell (volume {volume:g}) with vectors {cell.tolist()}")
     if np.linalg.det(cell) < 0:
         raise ReaderError(path, "the cell vectors are left-handed (negative determinant)")
+    frac = np.abs(pos @ np.linalg.inv(cell))
+    if frac.max() > MAX_CELLS_AWAY:
+        atom = int(np.argmax(frac.max(axis=1)))
+        raise ReaderError(
+            path,
+            f"atom {atom} at {pos[atom].tolist()} is {frac[atom].max():.3g} cell lengths from the cell: "
+            f"wrapping it would lose its position (limit {MAX_CELLS_AWAY:.0e})",
+        )
     for name, value in snapshot.fields.items():
         value = np.asarray(value)
         if value.shape[:1] != (n_atoms,):

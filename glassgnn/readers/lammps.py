@@ -133,13 +133,20 @@ def read_lammps(path: str | Path) -> list[Snapshot]:
     if path.stat().st_size == 0:
         raise ReaderError(path, "empty file")
     snapshots = []
-    with open(path) as handle:
-        while (header := _header(path, handle, len(snapshots))) is not None:
-            meta, n_atoms, cell, origin, columns = header
-            block = list(itertools.islice(handle, n_atoms))
-            if len(block) < n_atoms or any(line.startswith("ITEM:") for line in block):
-                raise ReaderError(path, f"frame {len(snapshots)}: truncated: expected {n_atoms} atom lines")
-            snapshots.append(_frame(path, len(snapshots), columns, block, cell, origin, meta))
+    try:
+        with open(path) as handle:
+            while (header := _header(path, handle, len(snapshots))) is not None:
+                meta, n_atoms, cell, origin, columns = header
+                block = list(itertools.islice(handle, n_atoms))
+                if len(block) < n_atoms or any(line.startswith("ITEM:") for line in block):
+                    raise ReaderError(
+                        path, f"frame {len(snapshots)}: truncated: expected {n_atoms} atom lines"
+                    )
+                snapshots.append(_frame(path, len(snapshots), columns, block, cell, origin, meta))
+    except UnicodeDecodeError:
+        raise ReaderError(
+            path, "not a text file, so not a LAMMPS dump (binary content); check --format"
+        ) from None
     if not snapshots:
         raise ReaderError(path, "empty file")
     return snapshots

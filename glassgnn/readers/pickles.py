@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from glassgnn.readers.base import ReaderError, Snapshot, encode_types, orthorhombic_cell
+from glassgnn.readers.safe_pickle import UnsafePickleError, load_data_pickle
 
 SYMGNN_TARGET = "trajectory_start_velocities"
 PROPENSITY = "propensity"
@@ -26,16 +27,18 @@ _SYMGNN_SKIP = {"positions", "types", "box", "pos", "__header__", "__version__",
 
 
 def load_pickle(path: str | Path) -> dict:
-    """Unpickle a dict; a truncated, corrupt or empty file gives a one-line :class:`ReaderError`.
+    """Unpickle a dict of plain data (:mod:`glassgnn.readers.safe_pickle`: never runs code).
 
-    Pickle files can run code when loaded: only read files from sources you trust.
+    A truncated, corrupt or empty file, or one asking for anything but numpy arrays and
+    builtin containers, gives a one-line :class:`ReaderError`.
     """
     path = Path(path)
     if path.stat().st_size == 0:
         raise ReaderError(path, "empty file")
     try:
-        with open(path, "rb") as handle:
-            data = pickle.load(handle)
+        data = load_data_pickle(path)
+    except UnsafePickleError as exc:
+        raise ReaderError(path, str(exc)) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
         raise ReaderError(path, f"truncated or corrupt pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
@@ -56,12 +59,19 @@ def _array(path: Path, data: dict, key: str, dtype=np.float64) -> np.ndarray:
         raise ReaderError(path, f"key {key!r} is not a numeric array ({exc})") from None
 
 
+def _positions(path: Path, data: dict) -> np.ndarray:
+    positions = _array(path, data, "positions")
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ReaderError(path, f"positions must have shape (N, 3), got {positions.shape}")
+    return positions
+
+
 def read_symgnn(path: str | Path, data: dict | None = None) -> list[Snapshot]:
     """Read a SymGNN pickle: one snapshot with every per-atom array as a field."""
     path = Path(path)
     data = load_pickle(path) if data is None else data
     _require(path, data, ("positions", "types", "box"), "symgnn")
-    positions = _array(path, data, "positions")
+    positions = _positions(path, data)
     cell = orthorhombic_cell(path, _array(path, data, "box"))
     types, labels = encode_types(path, _array(path, data, "types", dtype=None))
     n_atoms = len(positions)
@@ -114,7 +124,7 @@ def read_bapst(path: str | Path, data: dict | None = None, time_index: int | Non
     path = Path(path)
     data = load_pickle(path) if data is None else data
     _require(path, data, ("positions", "types", "box"), "bapst")
-    positions = _array(path, data, "positions")
+    positions = _positions(path, data)
     n_atoms = len(positions)
     if "targets" in data:
         targets = _array(path, data, "targets")
