@@ -151,16 +151,16 @@ def main(argv: list[str] | None = None) -> dict:
     except KeyboardInterrupt:  # the temporary output folder is already removed
         print(f"construct_graph.py: interrupted; {args.output_dir} not written", file=sys.stderr)
         sys.exit(130)
-    for split, info in manifest["splits"].items():
+    for split, info in manifest.splits.items():
         edges = sum(graph["num_edges"] for graph in info["graphs"])
         print(f"{split}: {len(info['graphs'])} graphs, {edges} directed edges")
-    if manifest["task"] == "graph":
+    if manifest.task == "graph":
         print(
-            f"graph targets {manifest['graph_target_names']}, "
-            f"train mean/std {manifest['graph_normalisation']}"
+            f"graph targets {manifest.graph_target_names}, "
+            f"train mean/std {manifest.graph_normalisation.to_dict()}"
         )
-    if manifest["descriptor_names"]:
-        count, params = len(manifest["descriptor_names"]), manifest["graph"]["descriptors"]
+    if manifest.descriptor_names:
+        count, params = len(manifest.descriptor_names), manifest.graph["descriptors"]
         print(f"descriptors: {count} per particle, parameters {params}")
     print(f"wrote {args.output_dir}")
     return manifest

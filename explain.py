@@ -41,6 +41,7 @@ from glassgnn.explain_pipeline import (
 )
 from glassgnn.explain_report import graph_summary, summary, write_graph_outputs, write_outputs
 from glassgnn.fileio import OutputExistsError, atomic_directory
+from glassgnn.manifest import Manifest
 from glassgnn.run import load_run
 from glassgnn.topology import COMPLEXES, ComplexTooLargeError, UnwrapError
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
             "dataset_dir": str(dataset_dir),
             "model_name": run.config["model_name"],
         }
-        if run.task == "graph":
+        if run.kind.per_graph:
             if args.nodes:
                 raise ValueError(
                     "--nodes: a graph-level run explains whole graphs; choose one with --graph_index"
@@ -171,14 +172,14 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _warn_outside_mask(graph, nodes: list[int] | None, manifest: dict) -> None:
+def _warn_outside_mask(graph, nodes: list[int] | None, manifest: Manifest) -> None:
     """Warn when asked particles are outside the metrics mask: the model never fit their targets."""
     mask = graph.ndata[schema.MASK]
     outside = [i for i in nodes or [] if 0 <= i < len(mask) and not bool(mask[i])]
     if outside:
         print(
             f"explain.py: warning: particle(s) {outside} are outside the metrics mask (mask_types "
-            f"{manifest['graph'].get('mask_types')}): the model was not trained on their targets",
+            f"{manifest.graph.get('mask_types')}): the model was not trained on their targets",
             file=sys.stderr,
         )
 

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from glassgnn import distributed
+from glassgnn import distributed, outputs
 from glassgnn.checkpoint import CheckpointError
 from glassgnn.config import ConfigError, add_arguments, resolve
 from glassgnn.devices import DeviceError, configure_cpu
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         if control["resume"] and config is None:
             if control["output_dir"] is None:
                 parser.error("--resume needs --output_dir (the run to continue)")
-            config = str(Path(control["output_dir"]) / "config.yaml")
+            config = str(Path(control["output_dir"]) / outputs.CONFIG)
         conf = control["model_config_path"] or _default_conf()
         cfg = resolve(given, conf, config)
         output_dir = control["output_dir"] or str(Path("outputs") / cfg["model_name"])

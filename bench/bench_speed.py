@@ -69,7 +69,7 @@ from glassgnn.run import load_run, type_names
 t1 = time.perf_counter()
 run = load_run({run!r})
 t2 = time.perf_counter()
-graph = build_graphs([{conf!r}], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
+graph = build_graphs([{conf!r}], run.manifest.graph, type_map=run.manifest.type_map)[0]
 t3 = time.perf_counter()
 pred = run.predict(graph).numpy()
 t4 = time.perf_counter()
@@ -113,7 +113,7 @@ def bapst_rows(quick: bool, threads: int) -> list[dict]:
     """Inference, compile, graph build, fresh process and training-step rows of the Bapst model."""
     repeats = 3 if quick else 7
     run = load_run(BUNDLED_RUN)
-    model, params, type_map = run.model, run.manifest["graph"], run.manifest["type_map"]
+    model, params, type_map = run.model, run.manifest.graph, run.manifest.type_map
     reference = np.load(DEEPMIND_REFERENCE)
 
     def build():

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from glassgnn import outputs
 from glassgnn.fileio import atomic_path
 
 FORMAT_VERSION = 2
@@ -120,7 +121,7 @@ def convert_run(run_dir: str | os.PathLike) -> list[Path]:
     you made. Returns the files converted.
     """
     converted = []
-    for path in (Path(run_dir) / "best.pt", Path(run_dir) / "last.pt"):
+    for path in (Path(run_dir) / outputs.BEST, Path(run_dir) / outputs.LAST):
         if not path.is_file():
             continue
         state = torch.load(path, map_location="cpu", weights_only=False)

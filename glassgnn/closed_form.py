@@ -36,7 +36,7 @@ def fit_closed_form(model: GlassModel, task: Task, cfg: dict, device, info: Dist
         Rows ``{<setting>: value, "train_loss", "train_<metric>", ..., "val_<metric>", ...}``
         in the order the model tried its settings; the model holds the selected one afterwards.
     """
-    if task.level != "node":
+    if task.kind.per_graph:
         raise ValueError("closed-form fits learn per-particle targets only (task node)")
     metric = cfg["selection_metric"]
     sign = 1.0 if SELECTION_METRICS[metric] else -1.0

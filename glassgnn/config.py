@@ -30,13 +30,13 @@ from typing import Any
 
 import yaml
 
+from glassgnn.manifest import TASKS
 from models.models import get_entry, make_config, model_config_keys, model_names
 from models.readout import READOUT_OPS, ReadoutConfig
 
 SCHEDULERS = ("none", "step", "plateau", "cosine")
 AUGMENTS = ("none", "cubic", "rotation")
 TYPE_ENCODINGS = ("onehot", "scalar")
-TASKS = ("node", "graph")
 BASELINES = ("none", "ridge")
 # Selection metrics and whether larger is better.
 SELECTION_METRICS = {

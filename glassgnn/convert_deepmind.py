@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glassgnn import schema
+from glassgnn import outputs, schema
 from glassgnn.config import defaults, dump, model_hparams
-from glassgnn.fileio import atomic_directory, sha256, write_json, write_text
+from glassgnn.fileio import atomic_directory, sha256, write_text
+from glassgnn.manifest import Manifest, Normalisation
 from glassgnn.tf_checkpoint import CheckpointError, read_checkpoint
 from models.models import build_model
 
@@ -138,7 +139,7 @@ def convert(
     if not 0 <= time_index <= 9:
         raise CheckpointError(f"time_index must be in 0..9, got {time_index}")
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
-        torch.save({"model": state, "source": f"DeepMind checkpoint {prefix.name}"}, tmp / "best.pt")
+        torch.save({"model": state, "source": f"DeepMind checkpoint {prefix.name}"}, tmp / outputs.BEST)
         # Only the keys of the run-directory contract and DeepMind's training settings:
         # load_run fills the other training keys from the current defaults, so the
         # bundled run stays readable when training keys are added or renamed.
@@ -160,30 +161,27 @@ def convert(
                 if key != "fast"
             },
         }
-        write_text(tmp / "config.yaml", dump(config))
-        write_json(tmp / schema.MANIFEST, _manifest(prefix, time_index))
+        write_text(tmp / outputs.CONFIG, dump(config))
+        _manifest(prefix, time_index).save(tmp / schema.MANIFEST)
         write_text(tmp / "README.md", _note(prefix, time_index))
     return Path(output_dir)
 
 
-def _manifest(prefix: Path, time_index: int) -> dict:
+def _manifest(prefix: Path, time_index: int) -> Manifest:
     inputs = [
         {"path": str(p.name), "sha256": sha256(p)}
         for p in sorted(prefix.parent.glob(f"{prefix.name}.*"))
         if p.suffix != ".meta" and p.is_file()
     ]
-    return {
-        "type_map": {"0": 0, "1": 1},
-        "num_types": 2,
-        "target_names": [f"propensity_{time_index}"],
-        "normalisation": {"mean": [0.0], "std": [1.0]},
-        "extra_fields": {},
-        "units": {"length": "LJ sigma", "propensity": "LJ sigma"},
-        "graph": {**DEEPMIND_GRAPH, "time_index": time_index},
-        "splits": {},
-        "inputs": inputs,
-        "versions": {"torch": torch.__version__},
-    }
+    return Manifest(
+        type_map={"0": 0, "1": 1},
+        target_names=[f"propensity_{time_index}"],
+        normalisation=Normalisation(mean=[0.0], std=[1.0]),  # the network predicts original units
+        units={"length": "LJ sigma", "propensity": "LJ sigma"},
+        graph={**DEEPMIND_GRAPH, "time_index": time_index},
+        inputs=inputs,
+        versions={"torch": torch.__version__},
+    )
 
 
 def _note(prefix: Path, time_index: int) -> str:

@@ -35,16 +35,16 @@ def evaluate_pretrained(run_dir: str | Path = BUNDLED_RUN, path: str | Path = BU
     """
     run = load_run(run_dir)
     start = time.perf_counter()
-    graph = build_graphs([path], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
+    graph = build_graphs([path], run.manifest.graph, type_map=run.manifest.type_map)[0]
     pred = run.predict(graph)[:, 0].cpu().numpy()
     seconds = time.perf_counter() - start
     (snapshot,) = read_snapshots(path, "bapst")
-    type_a = graph.ndata[schema.TYPE].cpu().numpy() == run.manifest["type_map"]["0"]
+    type_a = graph.ndata[schema.TYPE].cpu().numpy() == run.manifest.type_map["0"]
     targets = snapshot.fields["propensity"][type_a]  # [n_A, n_times]
     pearson = [float(np.corrcoef(pred[type_a], column)[0, 1]) for column in targets.T]
     return {
         "predictions": pred,
-        "time_index": run.manifest["graph"]["time_index"],
+        "time_index": run.manifest.graph["time_index"],
         "pearson_type_a": pearson,
         "seconds": seconds,
     }

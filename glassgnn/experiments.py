@@ -16,6 +16,7 @@ from glassgnn import outputs, schema
 from glassgnn.config import dump
 from glassgnn.distributed import DistInfo, barrier
 from glassgnn.fileio import OutputExistsError, write_json, write_text
+from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS, summarise
 from glassgnn.readers import ReaderError
 from glassgnn.training import check_run, fit
@@ -26,7 +27,7 @@ SUMMARY = "summary.json"
 def run_experiments(
     cfg: dict,
     graphs: dict[str, list[dgl.DGLGraph]],
-    manifest: dict,
+    manifest: Manifest,
     output_dir: str | Path,
     resume: bool = False,
     overwrite: bool = False,
@@ -103,7 +104,7 @@ def summary_table(summary: dict, split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_dataset(dataset_dir: str | Path) -> tuple[dict[str, list[dgl.DGLGraph]], dict]:
+def load_dataset(dataset_dir: str | Path) -> tuple[dict[str, list[dgl.DGLGraph]], Manifest]:
     """Graphs of every split and the manifest of a directory written by construct_graph.py."""
     from glassgnn.dataset import load_manifest, load_split
 

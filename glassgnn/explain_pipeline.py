@@ -245,7 +245,7 @@ def explain_graph_level(
     refused before the (long) explanation starts.
 
     Args:
-        run: a loaded run with ``run.task == "graph"``.
+        run: a loaded run of a graph task (``run.kind.per_graph``).
         graph: one graph (any device; moved to ``run.device``).
         cell: (3, 3) cell vectors as rows.
         target: [k] the graph's target in original units (NaN if unknown).

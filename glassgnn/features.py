@@ -8,6 +8,7 @@ import dgl
 import torch
 
 from glassgnn import schema
+from glassgnn.manifest import Manifest
 
 TYPE_ENCODINGS = ("onehot", "scalar")
 
@@ -16,19 +17,19 @@ FieldStats = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def field_stats(
-    manifest: dict, names: list[str] | tuple[str, ...]
+    manifest: Manifest, names: list[str] | tuple[str, ...]
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Standardisation of the extra fields ``names`` from the manifest's ``field_normalisation``.
 
     Datasets written before fields were standardised have no statistics: their fields
     enter the model as stored (an empty result for them).
     """
-    stored = manifest.get("field_normalisation", {})
+    stored = manifest.field_normalisation
     out = {}
     for name in names:
         if name in stored:
-            mean = torch.tensor(stored[name]["mean"], dtype=torch.float32)
-            std = torch.tensor(stored[name]["std"], dtype=torch.float32)
+            mean = torch.tensor(stored[name].mean, dtype=torch.float32)
+            std = torch.tensor(stored[name].std, dtype=torch.float32)
             out[name] = (mean, std)
     return out
 

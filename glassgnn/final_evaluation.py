@@ -27,7 +27,7 @@ def finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, inf
             final[split] = evaluate(preds[split], task, split)
     results = {
         "model_name": cfg["model_name"],
-        "task": task.level,
+        "task": task.kind.name,
         "seed": cfg["seed"],
         "selection": {
             "split": "val",
@@ -51,7 +51,7 @@ def finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, inf
         for split, result in final.items():
             LOG.info("%s: %s", split, ", ".join(f"{m} {headline_of(result, m):.4f}" for m in METRICS))
         metric = cfg["selection_metric"] if cfg["selection_metric"] != "loss" else "pearson"
-        plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / "learning_curves.png")
+        plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / outputs.LEARNING_CURVES)
         if cfg["save_results"]:
             write_predictions(task, preds, out)
         write_json(out / outputs.RESULTS, results)  # last: marks the run as finished
@@ -60,43 +60,21 @@ def finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, inf
 
 
 def write_predictions(task: Task, preds: dict, out: Path) -> None:
-    if task.level == "graph":
-        write_graph_predictions(task, preds, out)
-        return
+    """``predictions_{split}.npz`` (one row per particle, or per graph for a graph task) and a
+    parity plot per target (over the masked particles coloured by type, or over graphs)."""
     for split, pred in preds.items():
-        arrays = outputs.prediction_arrays(pred, task.graphs[split], task.columns, task.sources(split))
+        arrays = task.kind.prediction_arrays(task, split, pred)
         arrays["target_names"] = np.array(task.target_names)
-        outputs.write_npz(out / f"predictions_{split}.npz", arrays)
-        for j, name in enumerate(task.target_names):
-            suffix = "" if len(task.target_names) == 1 else f"_{name}"
-            mask = arrays["mask"]
-            plots.parity(
-                arrays["pred"][mask, j],
-                arrays["target"][mask, j],
-                arrays["type"][mask],
-                task.type_names,
-                f"{split} (model selected on val)",
-                name,
-                out / f"parity_{split}{suffix}.png",
-            )
-
-
-def write_graph_predictions(task: Task, preds: dict, out: Path) -> None:
-    """One row per graph in ``predictions_{split}.npz``; a parity plot per target over graphs."""
-    for split, pred in preds.items():
-        arrays = outputs.graph_prediction_arrays(
-            np.concatenate(pred), task.graph_targets[split].numpy(), task.graphs[split], task.sources(split)
-        )
-        arrays["target_names"] = np.array(task.target_names)
-        outputs.write_npz(out / f"predictions_{split}.npz", arrays)
+        outputs.write_npz(out / outputs.predictions_file(split), arrays)
+        rows, types = task.kind.parity_points(arrays)
         for j, name in enumerate(task.target_names):
             suffix = "" if len(task.target_names) == 1 else f"_{name}"
             plots.parity(
-                arrays["pred"][:, j],
-                arrays["target"][:, j],
-                None,
-                None,
-                f"{split}, one point per graph (model selected on val)",
+                arrays["pred"][rows, j],
+                arrays["target"][rows, j],
+                types,
+                None if types is None else task.type_names,
+                task.kind.parity_title.format(split=split),
                 name,
                 out / f"parity_{split}{suffix}.png",
             )

@@ -19,10 +19,21 @@ import tqdm
 from glassgnn import schema
 from glassgnn.fileio import OutputExistsError, atomic_path, empty_trash, old_path, remove_tree, write_text
 
-RESULTS = "results.json"
-CONFIG = "config.yaml"
-LAST = "last.pt"
-BEST = "best.pt"
+# The files of a run directory (its copy of the dataset manifest is schema.MANIFEST).
+CONFIG = "config.yaml"  # the resolved configuration (glassgnn.config)
+BEST = "best.pt"  # key "model": the weights selected on validation
+LAST = "last.pt"  # everything --resume needs
+RESULTS = "results.json"  # written last: the run is finished
+TRAIN_LOG = "train.log"
+METRICS = "metrics.csv"  # one row per evaluation
+LEARNING_CURVES = "learning_curves.png"
+
+
+def predictions_file(split: str) -> str:
+    """``predictions_{split}.npz``: the selected model's predictions on ``split``."""
+    return f"predictions_{split}.npz"
+
+
 LOGGER = logging.getLogger("glassgnn.train")
 
 

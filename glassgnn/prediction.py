@@ -7,7 +7,7 @@ with a particle type outside the run's type map are refused. Files are read one 
 time and their frames predicted one by one, so a long trajectory needs the memory of
 one file's graphs, not of all of them.
 
-Node runs give one row per particle; graph runs (``run.task == "graph"``) one row per
+Node runs give one row per particle; graph runs (``run.kind.per_graph``) one row per
 snapshot. Targets found in the inputs are named as the inputs name them: a bapst
 file read at ``time_index`` 9 gives ``propensity_9`` even if the run learned
 ``propensity_0``, and the metrics say so.
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import tqdm
 
-from glassgnn import schema
 from glassgnn.dataset import check_params
 from glassgnn.dataset.build import build_records, finish_graphs, graph_labels
 from glassgnn.metrics import graph_metrics, grouped_metrics
@@ -60,7 +59,7 @@ def graph_params(run: Run, format: str | None = None, time_index: int | None = N
 
     The dataset's time index (a bapst option) is dropped for inputs of another named format.
     """
-    params = dict(run.manifest["graph"])
+    params = dict(run.manifest.graph)
     if format is not None:
         params["format"] = format
         if format not in ("auto", "bapst"):
@@ -95,24 +94,16 @@ def predict_files(
         if i == 0:
             _maybe_compile(run, compile, len(records) * len(paths))
         labels = graph_labels([record for _, record in records], params)
-        finish_graphs(records, run.manifest["type_map"], params)
+        finish_graphs(records, run.manifest.type_map, params)
         for j, (graph, record) in enumerate(records):
-            row = {"record": record, "pred": run.predict(graph).cpu().numpy()}
-            if run.task == "graph":
-                if schema.GRAPH_TARGET in labels:
-                    row["target"] = labels[schema.GRAPH_TARGET][j : j + 1, run.columns].numpy()
-            else:
-                row["type"] = graph.ndata[schema.TYPE].numpy()
-                row["mask"] = graph.ndata[schema.MASK].numpy()
-                if graph.ndata[schema.TARGET].shape[1] == len(run.manifest["target_names"]):
-                    row["target"] = run.targets(graph).numpy()
-            frames.append(row)
+            pred = run.predict(graph).cpu().numpy()
+            frames.append({"record": record, "pred": pred, **run.kind.frame_row(run, graph, labels, j)})
             bar.update()
         del records  # the next file's graphs replace this one's
     bar.close()
     if not frames:
         raise ValueError("the inputs hold no frame to predict")
-    return _graph_rows(run, frames) if run.task == "graph" else _node_rows(run, frames)
+    return _ROWS[run.kind.name](run, frames)
 
 
 def _maybe_compile(run: Run, mode: str, n_frames: int) -> None:
@@ -129,12 +120,7 @@ def _target_names(run: Run, frames: list[dict]) -> list[str] | None:
     """Names of the input columns compared with the predictions, or None if any frame lacks them."""
     if any("target" not in frame for frame in frames):
         return None
-    if run.task == "graph":  # per-snapshot values: named by the dataset's graph_target
-        return list(run.target_names)
-    names = {tuple(frame["record"]["target_names"][c] for c in run.columns) for frame in frames}
-    if len(names) > 1:
-        raise ValueError(f"the inputs name their target columns differently: {sorted(names)}")
-    return list(names.pop())
+    return run.kind.input_target_names(run, [frame["record"] for frame in frames])
 
 
 def _node_rows(run: Run, frames: list[dict]) -> Predictions:
@@ -192,16 +178,20 @@ def _graph_rows(run: Run, frames: list[dict]) -> Predictions:
 
 def _warn_no_target(run: Run, record: dict) -> None:
     """Say which target a frame lacks, so a user sees why predict.py computed no metrics."""
-    field = run.manifest["graph"].get("target")
+    field = run.manifest.graph.get("target")
     where = f"{record['source']} frame {record['frame']}"
     if record["target"] == field and field is not None:
         problem = (
-            f"its {field!r} columns {record['target_names']} are not the run's {run.manifest['target_names']}"
+            f"its {field!r} columns {record['target_names']} are not the run's {run.manifest.target_names}"
         )
     else:
         fields = sorted(record["extra_fields"]) + ([record["target"]] if record["target"] else [])
         problem = f"it has no field {field!r} (its fields: {', '.join(fields) or 'none'})"
     log.warning("no metrics: the run learned %s, but in %s %s", ", ".join(run.target_names), where, problem)
+
+
+#: Per task kind: the frames' rows gathered into :class:`Predictions`.
+_ROWS = {"node": _node_rows, "graph": _graph_rows}
 
 
 def _note_renamed(run: Run, names: list[str]) -> None:

@@ -12,7 +12,6 @@ of a batched graph); :func:`build_network` builds either from a resolved configu
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,35 +19,16 @@ from pathlib import Path
 import dgl
 import torch
 
-from glassgnn import schema
+from glassgnn import outputs, schema
 from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import defaults, load_resolved
 from glassgnn.features import field_stats, node_features
+from glassgnn.manifest import Manifest
+from glassgnn.task_kind import NODE, TaskKind, task_kind
 from models.baseline import RidgeBaseline
 from models.contract import GlassModel
 from models.models import build_model
 from models.readout import build_graph_level_model
-
-#: Manifest keys of the target names and their normalisation, per task.
-TARGET_KEYS = {
-    "node": ("target_names", "normalisation"),
-    "graph": ("graph_target_names", "graph_normalisation"),
-}
-
-
-def target_columns(manifest: dict, target: str | None, task: str = "node") -> list[int]:
-    """Indices of the learned target columns: ``target`` by name, or all of them.
-
-    Node task: columns of ``ndata[TARGET]`` (manifest ``target_names``); graph task:
-    columns of the ``GRAPH_TARGET`` label (manifest ``graph_target_names``).
-    """
-    key = TARGET_KEYS[task][0]
-    names = list(manifest.get(key, []))
-    if target is None:
-        return list(range(len(names)))
-    if target not in names:
-        raise ValueError(f"target {target!r} is not in the dataset's {key} {names}")
-    return [names.index(target)]
 
 
 def build_network(config: dict) -> GlassModel:
@@ -60,7 +40,7 @@ def build_network(config: dict) -> GlassModel:
     :func:`models.readout.build_graph_level_model` with the configuration's ``readout``.
     """
     name, hparams = config["model_name"], config["model"]
-    if (config.get("task") or "node") == "node" or hparams.get("pooling", "none") != "none":
+    if not task_kind(config.get("task")).per_graph or hparams.get("pooling", "none") != "none":
         network = build_model(name, hparams)
         if config.get("baseline", "none") == "ridge":
             return RidgeBaseline(network, hparams["in_dim"], hparams["out_dim"])
@@ -68,9 +48,9 @@ def build_network(config: dict) -> GlassModel:
     return build_graph_level_model(name, hparams, config.get("readout") or {})
 
 
-def type_names(manifest: dict) -> dict[int, str]:
+def type_names(manifest: Manifest) -> dict[int, str]:
     """Type index -> original type label, from the manifest's type_map."""
-    return {int(index): str(label) for label, index in manifest["type_map"].items()}
+    return {int(index): str(label) for label, index in manifest.type_map.items()}
 
 
 @dataclass
@@ -85,24 +65,25 @@ class Run:
         columns: learned target columns (of ``ndata[TARGET]``, or of the ``GRAPH_TARGET``
             label for a graph run); ``target_names`` their names.
         mean, std: [k] normalisation of those columns (train split statistics).
-        task: ``"node"`` (one prediction per particle) or ``"graph"`` (one per graph).
+        kind: :data:`glassgnn.task_kind.NODE` (one prediction per particle) or ``GRAPH``
+            (one per graph).
     """
 
     model: GlassModel
     config: dict
-    manifest: dict
+    manifest: Manifest
     device: torch.device
     columns: list[int]
     target_names: list[str]
     mean: torch.Tensor
     std: torch.Tensor
-    task: str = "node"
+    kind: TaskKind = NODE
 
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Model input of ``graph``'s particles, [n_atoms, in_dim], on the graph's device."""
         fields = self.config["node_fields"]
         stats = field_stats(self.manifest, fields)
-        return node_features(graph, self.manifest["num_types"], self.config["type_encoding"], fields, stats)
+        return node_features(graph, self.manifest.num_types, self.config["type_encoding"], fields, stats)
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """The learned target columns of ``graph`` in original units, [n_atoms, k] (node runs).
@@ -111,13 +92,13 @@ class Run:
         ``labels[schema.GRAPH_TARGET][:, run.columns]`` (``load_split_labels`` or
         ``build_graphs_and_labels``).
         """
-        if self.task == "graph":
+        if self.kind.per_graph:
             raise ValueError(
                 "a graph run's targets are per-graph labels: labels[schema.GRAPH_TARGET][:, run.columns]"
             )
         return graph.ndata[schema.TARGET][:, self.columns]
 
-    def check_dataset(self, manifest: dict, where: str) -> None:
+    def check_dataset(self, manifest: Manifest, where: str) -> None:
         """Refuse a dataset whose node inputs differ from the run's (another type map, a missing
         input field, descriptors with other parameters): the model would read other numbers.
 
@@ -125,14 +106,14 @@ class Run:
             manifest: the dataset's manifest.
             where: the dataset directory, for the message.
         """
-        if manifest.get("type_map") != self.manifest["type_map"]:
-            raise ValueError(f"{where}: type map {manifest.get('type_map')} differs from the run's")
+        if manifest.type_map != self.manifest.type_map:
+            raise ValueError(f"{where}: type map {manifest.type_map} differs from the run's")
         fields = self.config["node_fields"]
-        missing = [name for name in fields if name not in manifest.get("extra_fields", {})]
+        missing = [name for name in fields if name not in manifest.extra_fields]
         if missing:
             raise ValueError(f"{where}: the run reads node field(s) {missing}, which the dataset lacks")
         if schema.DESCRIPTORS in fields:
-            mine, theirs = self.manifest["graph"]["descriptors"], manifest["graph"].get("descriptors")
+            mine, theirs = self.manifest.graph["descriptors"], manifest.graph.get("descriptors")
             if theirs != mine:
                 raise ValueError(
                     f"{where}: descriptors built with {theirs}, the run's with {mine}; rebuild the "
@@ -156,21 +137,17 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
         device: where to put the model (``"cpu"``, ``"cuda:0"``, a torch.device).
     """
     run_dir = Path(run_dir)
-    for name in ("config.yaml", schema.MANIFEST, "best.pt"):
+    for name in (outputs.CONFIG, schema.MANIFEST, outputs.BEST):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: not a run directory ({name} is missing)")
     device = torch.device(device)
-    config = {**defaults(), **load_resolved(run_dir / "config.yaml")}
-    manifest = json.loads((run_dir / schema.MANIFEST).read_text())
-    task = config.get("task") or "node"  # runs written before graph tasks have none
-    model = build_network({**config, "task": task})
-    state = load_checkpoint(run_dir / "best.pt", device)
+    config = {**defaults(), **load_resolved(run_dir / outputs.CONFIG)}
+    manifest = Manifest.load(run_dir / schema.MANIFEST)
+    kind = task_kind(config.get("task"))  # runs written before graph tasks have none: node
+    model = build_network({**config, "task": kind.name})
+    state = load_checkpoint(run_dir / outputs.BEST, device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    columns = target_columns(manifest, config.get("target"), task)
-    names_key, norm_key = TARGET_KEYS[task]
-    norm = manifest[norm_key]
-    mean = torch.tensor([norm["mean"][c] for c in columns], dtype=torch.float32, device=device)
-    std = torch.tensor([norm["std"][c] for c in columns], dtype=torch.float32, device=device)
-    names = [manifest[names_key][c] for c in columns]
-    return Run(model, config, manifest, device, columns, names, mean, std, task)
+    learned = kind.learned(manifest, config.get("target"))
+    mean, std = learned.mean.to(device), learned.std.to(device)
+    return Run(model, config, manifest, device, learned.columns, learned.names, mean, std, kind)

@@ -1,11 +1,8 @@
 """What a run learns: the dataset's graphs, the target columns, their normalisation and the inputs.
 
-Two kinds of task share the training loop:
-
-* ``node``: per-particle targets (``ndata[schema.TARGET]``), loss and metrics over
-  the masked particles;
-* ``graph``: per-snapshot targets (the ``schema.GRAPH_TARGET`` label of each split
-  file, written by ``construct_graph.py --graph_target``), one row per graph.
+Two kinds of task share the training loop (:mod:`glassgnn.task_kind`): ``node``
+(per-particle targets, loss and metrics over the masked particles) and ``graph``
+(per-snapshot targets, one row per graph).
 """
 
 from __future__ import annotations
@@ -14,31 +11,22 @@ import dgl
 import torch
 
 from glassgnn import schema
-from glassgnn.config import TASKS, ConfigError
+from glassgnn.config import ConfigError
 from glassgnn.features import feature_dim, field_stats, node_features
-from glassgnn.run import TARGET_KEYS, target_columns, type_names
+from glassgnn.manifest import Manifest
+from glassgnn.run import type_names
+from glassgnn.task_kind import TaskKind, task_kind
 
 
-def resolve_task(requested: str | None, manifest: dict) -> str:
-    """The run's task: ``requested`` (``--task``) or, when None, the dataset manifest's.
+def resolve_task(requested: str | None, manifest: Manifest) -> TaskKind:
+    """The run's task kind: ``requested`` (``--task``) or, when None, the dataset manifest's.
 
     Raises:
-        ConfigError: the dataset has no targets of the requested kind.
+        ConfigError: an unknown task, or the dataset has no targets of the requested kind.
     """
-    task = requested or manifest.get("task", "node")
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if task == "graph" and not manifest.get("graph_target_names"):
-        raise ConfigError(
-            "task graph: the dataset has no graph targets; "
-            "build it with construct_graph.py --graph_target NAME"
-        )
-    if task == "node" and not manifest.get("target_names"):
-        raise ConfigError(
-            "task node: the dataset has no per-particle targets"
-            + (" (it has graph targets: use --task graph)" if manifest.get("graph_target_names") else "")
-        )
-    return task
+    kind = task_kind(requested or manifest.task)
+    kind.check(manifest)
+    return kind
 
 
 class Task:
@@ -59,7 +47,7 @@ class Task:
     def __init__(
         self,
         graphs: dict[str, list[dgl.DGLGraph]],
-        manifest: dict,
+        manifest: Manifest,
         cfg: dict,
         graph_targets: dict[str, torch.Tensor] | None = None,
     ):
@@ -70,26 +58,18 @@ class Task:
                 )
         self.graphs = graphs
         self.manifest = manifest
-        self.level = resolve_task(cfg.get("task"), manifest)
-        names_key, norm_key = TARGET_KEYS[self.level]
-        try:
-            self.columns = target_columns(manifest, cfg["target"], self.level)
-        except ValueError as err:
-            raise ConfigError(f"target: {err}") from None
-        self.target_names = [manifest[names_key][c] for c in self.columns]
-        norm = manifest[norm_key]
-        self.mean = torch.tensor([norm["mean"][c] for c in self.columns], dtype=torch.float32)
-        self.std = torch.tensor([norm["std"][c] for c in self.columns], dtype=torch.float32)
-        if not bool((self.std > 0).all()):
-            raise ValueError(f"manifest {norm_key} std {self.std.tolist()} must be positive")
+        self.kind = resolve_task(cfg.get("task"), manifest)
+        learned = self.kind.learned(manifest, cfg["target"])
+        self.columns, self.target_names = learned.columns, learned.names
+        self.mean, self.std = learned.mean, learned.std
         self.graph_targets: dict[str, torch.Tensor] = {}
-        if self.level == "graph":
+        if self.kind.per_graph:
             self.graph_targets = self._load_graph_targets(graph_targets, cfg)
-        self.num_types = int(manifest["num_types"])
+        self.num_types = manifest.num_types
         self.type_names = type_names(manifest)
         self.type_encoding = cfg["type_encoding"]
         self.node_fields = list(cfg["node_fields"])
-        extra = manifest.get("extra_fields", {})
+        extra = manifest.extra_fields
         missing = [name for name in self.node_fields if name not in extra]
         if missing:
             hint = (
@@ -125,7 +105,7 @@ class Task:
         """Register graphs ``ids`` of ``split`` as a split of their own, ``name`` (e.g. the sample
         of training graphs evaluated every epoch); evaluation treats it like any split."""
         self.graphs[name] = [self.graphs[split][i] for i in ids]
-        if self.level == "graph":
+        if self.kind.per_graph:
             self.graph_targets[name] = self.graph_targets[split][torch.as_tensor(ids)]
 
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
@@ -152,11 +132,7 @@ class Task:
             Node task: [n_atoms, k] and the particle mask [n_atoms]; graph task: [n_graphs, k]
             and an all-true [n_graphs].
         """
-        if self.level == "node":
-            return self.normalised_targets(batch), batch.ndata[schema.MASK]
-        values = self.graph_targets[split][torch.as_tensor(ids)].to(batch.device)
-        values = (values - self.mean.to(batch.device)) / self.std.to(batch.device)
-        return values, torch.ones(len(ids), dtype=torch.bool, device=batch.device)
+        return self.kind.batch_targets(self, batch, split, ids)
 
     def denormalise(self, pred: torch.Tensor) -> torch.Tensor:
         """Model output [n_rows, k] back to original units."""
@@ -168,5 +144,5 @@ class Task:
 
     def sources(self, split: str) -> list[dict]:
         """Per graph ``{"source", "frame", ...}`` of ``split`` from the manifest ([] if unknown)."""
-        entries = self.manifest.get("splits", {}).get(split, {}).get("graphs", [])
+        entries = self.manifest.splits.get(split, {}).get("graphs", [])
         return entries if len(entries) == len(self.graphs.get(split, [])) else []

@@ -46,8 +46,9 @@ from glassgnn.config import (
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import evaluate, headline_of, predict_split
-from glassgnn.fileio import OutputExistsError, write_json, write_text
+from glassgnn.fileio import OutputExistsError, write_text
 from glassgnn.final_evaluation import finish
+from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS
 from glassgnn.optimisation import make_ema, make_optimizer, retarget_schedule
 from glassgnn.run import build_network
@@ -161,7 +162,7 @@ def _check_fields(cfg: dict) -> None:
 def fit(
     cfg: dict,
     graphs: dict[str, list[dgl.DGLGraph]],
-    manifest: dict,
+    manifest: Manifest,
     output_dir: str | Path,
     resume: bool = False,
     overwrite: bool = False,
@@ -200,9 +201,9 @@ def fit(
             write_text(out / outputs.CONFIG, dump(resolved))  # the budget may have grown
         else:
             write_text(out / outputs.CONFIG, dump(resolved))
-            write_json(out / schema.MANIFEST, manifest)
+            manifest.save(out / schema.MANIFEST)
     distributed.barrier(info)
-    log_file = out / "train.log" if info.is_main else None
+    log_file = out / outputs.TRAIN_LOG if info.is_main else None
     handlers = outputs.setup_logging(log_file, cfg["console_log"] and info.is_main, cfg["log_level"])
     try:
         results = _loop(resolved, module, task, out, resume, device, info, on_epoch_end)
@@ -237,14 +238,14 @@ def check_run(
     task = Task(graphs, manifest, cfg, graph_targets)
     if cfg["baseline"] != "none" and _closed_form(cfg["model_name"]):
         raise ConfigError(f"{cfg['model_name']} is fitted in closed form: baseline must be none")
-    if task.level == "graph" and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
+    if task.kind.per_graph and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
         raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
     resolved = {
         **cfg,
         "num_exp": 1,
-        "task": task.level,
-        "readout": readout_config(cfg) if task.level == "graph" else {},
-        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.level),
+        "task": task.kind.name,
+        "readout": readout_config(cfg) if task.kind.per_graph else {},
+        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.kind.name),
     }
     seed_everything(cfg["seed"])
     try:
@@ -314,7 +315,7 @@ def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: Dis
     if info.is_main:
         save_checkpoint(out / outputs.BEST, state)
         save_checkpoint(out / outputs.LAST, state)
-        outputs.write_metrics_csv(out / "metrics.csv", loop["history"])
+        outputs.write_metrics_csv(out / outputs.METRICS, loop["history"])
     n_params = sum(p.numel() for p in module.parameters())
     return finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
 
@@ -391,7 +392,7 @@ class _Training:
             if improved:  # best.pt's "model" holds the weights that were evaluated
                 save_checkpoint(self.out / outputs.BEST, {**state, "model": evaluated.state_dict()})
             save_checkpoint(self.out / outputs.LAST, state)
-            outputs.write_metrics_csv(self.out / "metrics.csv", loop["history"])
+            outputs.write_metrics_csv(self.out / outputs.METRICS, loop["history"])
         LOG.info(
             "epoch %d loss %.4g | train %s %.4f | val loss %.4g %s %.4f%s",
             epoch,

@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from glassgnn import outputs
 from glassgnn.evaluation import headline_of
 from glassgnn.fileio import write_json
+from glassgnn.manifest import Manifest
 
 MODELS = ("mlp", "ridge", "bapst")
 FLOOR_REASON = (
@@ -29,7 +31,7 @@ def _finite_or_none(value: float) -> float | None:
 
 def run_summary(run_dir: Path) -> dict:
     """Validation-selected epoch and the val/test Pearson of one train.py run directory."""
-    results = json.loads((run_dir / "results.json").read_text())
+    results = json.loads((run_dir / outputs.RESULTS).read_text())
     metrics = results["metrics"]
     return {
         "val_pearson": _finite_or_none(headline_of(metrics["val"], "pearson")),
@@ -45,10 +47,10 @@ def run_summary(run_dir: Path) -> dict:
 
 def target_description(graphs_dir: Path) -> dict:
     """The learned target: time index, and the time and tau_alpha when the data set's manifest has them."""
-    manifest = json.loads((graphs_dir / "manifest.json").read_text())
-    index = manifest["graph"]["time_index"]
-    described = {"target_names": manifest["target_names"], "time_index": index}
-    source = Path(manifest["splits"]["train"]["graphs"][0]["source"]).parent / "manifest.json"
+    manifest = Manifest.load(graphs_dir / "manifest.json")
+    index = manifest.graph["time_index"]
+    described = {"target_names": manifest.target_names, "time_index": index}
+    source = Path(manifest.splits["train"]["graphs"][0]["source"]).parent / "manifest.json"
     if index is not None and source.is_file():  # a data set made by simulate.py
         data = json.loads(source.read_text())
         described |= {"time": data["time"][data["time_indices"][index]], "tau_alpha": data["tau_alpha"]}

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from glassgnn import schema
-from glassgnn.fileio import write_json
 from glassgnn.graph import build_graph
+from glassgnn.manifest import Manifest, Normalisation
 
 BOX = 6.0
 CUTOFF = 1.6
@@ -54,23 +54,20 @@ def synthetic_splits(sizes=(4, 2, 2), n_atoms: int = 48) -> dict[str, list[dgl.D
     return out
 
 
-def synthetic_manifest(graphs: dict[str, list[dgl.DGLGraph]]) -> dict:
+def synthetic_manifest(graphs: dict[str, list[dgl.DGLGraph]]) -> Manifest:
     """Manifest following the contract of glassgnn.dataset (normalisation from train only)."""
     y = torch.cat([g.ndata[schema.TARGET] for g in graphs["train"]])
-    return {
-        "type_map": {"1": 0, "2": 1},
-        "num_types": 2,
-        "target_names": ["y"],
-        "normalisation": {"mean": y.mean(0).tolist(), "std": y.std(0).tolist()},
-        "extra_fields": {"cn": 1},
-        "graph": {"format": "synthetic", "cutoff": CUTOFF, "self_loops": False},
-        "splits": {
+    return Manifest(
+        type_map={"1": 0, "2": 1},
+        target_names=["y"],
+        normalisation=Normalisation(y.mean(0).tolist(), y.std(0).tolist()),
+        extra_fields={"cn": 1},
+        graph={"format": "synthetic", "cutoff": CUTOFF, "self_loops": False},
+        splits={
             split: {"graphs": [{"source": f"synthetic{i}", "frame": 0} for i in range(len(gs))]}
             for split, gs in graphs.items()
         },
-        "inputs": [],
-        "versions": {},
-    }
+    )
 
 
 def write_dataset(path: Path, graphs: dict[str, list[dgl.DGLGraph]] | None = None) -> Path:
@@ -84,7 +81,7 @@ def write_dataset(path: Path, graphs: dict[str, list[dgl.DGLGraph]] | None = Non
             schema.FRAME: torch.zeros(len(gs), dtype=torch.int64),
         }
         dgl.save_graphs(str(path / schema.split_file(split)), gs, labels)
-    write_json(path / schema.MANIFEST, synthetic_manifest(graphs))
+    synthetic_manifest(graphs).save(path / schema.MANIFEST)
     return path
 
 

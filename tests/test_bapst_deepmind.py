@@ -68,7 +68,7 @@ def predicted(tmp_path_factory) -> tuple[np.ndarray, dict, str]:
 def large_graph():
     """test_large as a graph with the run's parameters, and the run."""
     run = load_run(RUN)
-    return run, build_graphs([TEST_LARGE], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
+    return run, build_graphs([TEST_LARGE], run.manifest.graph, type_map=run.manifest.type_map)[0]
 
 
 # --- parity with DeepMind's saved graph -------------------------------------------------
@@ -131,7 +131,7 @@ def test_converter_reproduces_the_bundled_run(tmp_path):
     assert "Apache" in (out / "README.md").read_text()
     run = load_run(out)
     assert run.config["type_encoding"] == "scalar" and run.config["model"]["update_order"] == "sequential"
-    assert run.manifest["graph"]["cutoff"] == 2.0 and run.manifest["graph"]["self_loops"] is True
+    assert run.manifest.graph["cutoff"] == 2.0 and run.manifest.graph["self_loops"] is True
 
 
 @requires_checkpoint
@@ -327,7 +327,7 @@ def test_deepmind_train_model_memorises_test_small(tmp_path, one_thread):
         + ["--output_dir", str(tmp_path / "run")]
     )
     run = load_run(tmp_path / "run")
-    graph = build_graphs([TEST_SMALL], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
+    graph = build_graphs([TEST_SMALL], run.manifest.graph, type_map=run.manifest.type_map)[0]
     pred, true = run.predict(graph)[:, 0].numpy(), graph.ndata[schema.TARGET][:, 0].numpy()
     assert np.corrcoef(pred, true)[0, 1] > 0.99
 

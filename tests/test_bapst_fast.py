@@ -94,7 +94,7 @@ def test_fast_equals_plain_on_random_weights(order, hidden, monkeypatch):
 def test_fast_equals_plain_on_the_deepmind_checkpoint():
     """float32, the released weights, DeepMind's 20-particle configuration at their cutoff."""
     run = load_run(RUN)
-    graph = build_graphs([TEST_SMALL], run.manifest["graph"], type_map=run.manifest["type_map"])[0]
+    graph = build_graphs([TEST_SMALL], run.manifest.graph, type_map=run.manifest.type_map)[0]
     feat = run.features(graph)
     eweight = torch.rand(graph.num_edges(), generator=torch.Generator().manual_seed(0))
     model = run.model.train()

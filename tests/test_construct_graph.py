@@ -21,6 +21,7 @@ from glassgnn.dataset import (
     load_split,
     load_split_labels,
 )
+from glassgnn.manifest import Normalisation
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
 from tests.reader_fixtures import configuration, write_bapst, write_lammps, write_npz, write_symgnn
 
@@ -53,15 +54,15 @@ def test_cuzr_contract_command(tmp_path):
     ]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     manifest = load_manifest(out)
-    assert manifest["splits"]["train"]["graphs"][0]["num_edges"] == 259838
-    assert manifest["type_map"] == {"1": 0, "2": 1} and manifest["num_types"] == 2
-    assert manifest["target_names"] == ["trajectory_start_velocities"]
-    assert manifest["extra_fields"] == {"pot": 1, "press": 1, "von": 1}
+    assert manifest.splits["train"]["graphs"][0]["num_edges"] == 259838
+    assert manifest.type_map == {"1": 0, "2": 1} and manifest.num_types == 2
+    assert manifest.target_names == ["trajectory_start_velocities"]
+    assert manifest.extra_fields == {"pot": 1, "press": 1, "von": 1}
     with open(CUZR_DIR / "train0.pickle", "rb") as handle:
         barrier = pickle.load(handle)["trajectory_start_velocities"].astype(np.float64)
-    np.testing.assert_allclose(manifest["normalisation"]["mean"], [barrier.mean()], rtol=1e-6)
-    np.testing.assert_allclose(manifest["normalisation"]["std"], [barrier.std()], rtol=1e-5)
-    assert len(manifest["inputs"]) == 2 and all(len(i["sha256"]) == 64 for i in manifest["inputs"])
+    np.testing.assert_allclose(manifest.normalisation.mean, [barrier.mean()], rtol=1e-6)
+    np.testing.assert_allclose(manifest.normalisation.std, [barrier.std()], rtol=1e-5)
+    assert len(manifest.inputs) == 2 and all(len(i["sha256"]) == 64 for i in manifest.inputs)
     (graph,) = load_split(out, "train")
     assert graph.num_edges() == 259838 and graph.ndata[schema.MASK].dtype == torch.bool
     assert graph.ndata[schema.POS].min() >= 0 and graph.edata[schema.DIST].max() < 5.0
@@ -85,12 +86,12 @@ def test_bapst_mask_time_index_and_normalisation_from_train(tmp_path):
         "--output_dir",
         out,
     )
-    assert manifest["target_names"] == ["propensity_0"]
-    assert manifest["graph"]["mask_types"] == ["0"] and manifest["graph"]["time_index"] == 0
+    assert manifest.target_names == ["propensity_0"]
+    assert manifest.graph["mask_types"] == ["0"] and manifest.graph["time_index"] == 0
     (graph,) = load_split(out, "train")
     assert graph.ndata[schema.MASK].tolist() == [True, False]  # type A only, as Bapst et al.
     # mean over the masked particle (7/3) only; its std is 0 and is stored as 1
-    assert manifest["normalisation"] == {"mean": [pytest.approx(7 / 3)], "std": [1.0]}
+    assert manifest.normalisation == Normalisation(mean=[pytest.approx(7 / 3)], std=[1.0])
     assert load_split(out, "test")[0].ndata[schema.TARGET][:, 0].tolist() == pytest.approx([7 / 3, 1.0])
     everyone = run(
         "--train",
@@ -102,7 +103,7 @@ def test_bapst_mask_time_index_and_normalisation_from_train(tmp_path):
         "--output_dir",
         tmp_path / "all",
     )
-    assert everyone["normalisation"]["mean"] == pytest.approx([(7 / 3 + 1) / 2, 2.0])
+    assert everyone.normalisation.mean == pytest.approx([(7 / 3 + 1) / 2, 2.0])
 
 
 def test_target_and_extra_fields_and_rebuild(tmp_path):
@@ -122,9 +123,9 @@ def test_target_and_extra_fields_and_rebuild(tmp_path):
         "--output_dir",
         out,
     )
-    assert manifest["target_names"] == ["pot"] and manifest["graph"]["target"] == "pot"
-    assert manifest["task"] == "node" and manifest["graph_target_names"] == []
-    assert sorted(manifest["extra_fields"]) == ["press", "trajectory_start_velocities", "von"]
+    assert manifest.target_names == ["pot"] and manifest.graph["target"] == "pot"
+    assert manifest.task == "node" and manifest.graph_target_names == []
+    assert sorted(manifest.extra_fields) == ["press", "trajectory_start_velocities", "von"]
     (graph,) = load_split(out, "train")
     with open(tmp_path / "a.pickle", "rb") as handle:
         data = pickle.load(handle)
@@ -133,7 +134,7 @@ def test_target_and_extra_fields_and_rebuild(tmp_path):
         graph.ndata["x_trajectory_start_velocities"], data["trajectory_start_velocities"]
     )
     # predict.py's path: rebuild with the manifest's parameters gives identical graphs
-    (rebuilt,) = build_graphs([tmp_path / "b.pickle"], manifest["graph"], type_map=manifest["type_map"])
+    (rebuilt,) = build_graphs([tmp_path / "b.pickle"], manifest.graph, type_map=manifest.type_map)
     (saved,) = load_split(out, "val")
     assert torch.equal(_edges(rebuilt), _edges(saved))
     for key in saved.ndata:
@@ -154,7 +155,7 @@ def test_type_map_is_the_union_over_files(tmp_path):
         "--output_dir",
         tmp_path / "ds",
     )
-    assert manifest["type_map"] == {"1": 0, "2": 1, "3": 2}
+    assert manifest.type_map == {"1": 0, "2": 1, "3": 2}
     (val,) = load_split(tmp_path / "ds", "val")
     np.testing.assert_array_equal(val.ndata[schema.TYPE].numpy(), types)  # labels 2, 3 -> 1, 2
 
@@ -164,9 +165,9 @@ def test_knn_pair_cutoffs_and_val_fraction_on_a_lammps_trajectory(tmp_path):
     write_lammps(path, [configuration(seed) for seed in range(5)])
     knn_args = ["--train", path, "--knn", "6", "--target", "c_propensity", "--val_fraction", "0.4"]
     knn = run(*knn_args, "--seed", "3", "--output_dir", tmp_path / "knn")
-    assert len(knn["splits"]["train"]["graphs"]) == 3 and len(knn["splits"]["val"]["graphs"]) == 2
+    assert len(knn.splits["train"]["graphs"]) == 3 and len(knn.splits["val"]["graphs"]) == 2
     again = run(*knn_args, "--seed", "3", "--output_dir", tmp_path / "again", "--num_workers", "2")
-    assert again["splits"] == knn["splits"]
+    assert again.splits == knn.splits
     graph = load_split(tmp_path / "knn", "train")[0]
     assert graph.in_degrees().tolist() == [6] * graph.num_nodes()
     assert load_split_labels(tmp_path / "knn", "train")[schema.CUTOFF].tolist() == [0.0] * 3
@@ -179,7 +180,7 @@ def test_knn_pair_cutoffs_and_val_fraction_on_a_lammps_trajectory(tmp_path):
     dist = graph.edata[schema.DIST][:, 0]
     mixed = types[src] != types[dst]
     assert dist[mixed].max() > 2.0 and dist[mixed].max() < 3.0 and dist[~mixed].max() < 2.0
-    assert pair["graph"]["pair_cutoffs"] == {"1-2": 3.0}
+    assert pair.graph["pair_cutoffs"] == {"1-2": 3.0}
 
 
 def test_isolated_atoms_counted(tmp_path, caplog):
@@ -188,7 +189,7 @@ def test_isolated_atoms_counted(tmp_path, caplog):
         tmp_path / "sparse.npz", positions, np.array([1, 1, 2]), np.zeros(3), box=np.array([20.0, 20, 20])
     )
     manifest = run("--train", tmp_path / "sparse.npz", "--cutoff", "2", "--output_dir", tmp_path / "ds")
-    assert manifest["splits"]["train"]["graphs"][0]["isolated"] == 1
+    assert manifest.splits["train"]["graphs"][0]["isolated"] == 1
     assert "1 atoms have no neighbour" in caplog.text
 
 
@@ -342,10 +343,10 @@ def test_graph_targets_round_trip_with_train_only_normalisation(tmp_path):
         *("--cutoff", "3.0", "--graph_target", "temperature", "energy", "--output_dir", out),
     )
     train = np.array([[t, -2.0 * t] for t in temperatures["train"]])
-    assert manifest["task"] == "graph" and manifest["graph_target_names"] == ["temperature", "energy"]
-    np.testing.assert_allclose(manifest["graph_normalisation"]["mean"], train.mean(0))
-    np.testing.assert_allclose(manifest["graph_normalisation"]["std"], train.std(0))
-    assert manifest["splits"]["test"]["graph_target_stats"]["temperature"]["mean"] == 0.8
+    assert manifest.task == "graph" and manifest.graph_target_names == ["temperature", "energy"]
+    np.testing.assert_allclose(manifest.graph_normalisation.mean, train.mean(0))
+    np.testing.assert_allclose(manifest.graph_normalisation.std, train.std(0))
+    assert manifest.splits["test"]["graph_target_stats"]["temperature"]["mean"] == 0.8
     assert load_manifest(out) == manifest
     stored = load_graph_targets(out)
     for split, values in temperatures.items():
@@ -353,7 +354,7 @@ def test_graph_targets_round_trip_with_train_only_normalisation(tmp_path):
         assert torch.equal(load_split_labels(out, split)[schema.GRAPH_TARGET], expected)
         assert torch.equal(stored[split], expected)
     # predict.py's path: rebuilding with the manifest's parameters gives the same labels
-    graphs, labels = build_graphs_and_labels(files["test"], manifest["graph"], type_map=manifest["type_map"])
+    graphs, labels = build_graphs_and_labels(files["test"], manifest.graph, type_map=manifest.type_map)
     assert torch.equal(labels[schema.GRAPH_TARGET], stored["test"]) and len(graphs) == 1
     # a file without the value: an error naming that file for the dataset, NaN for prediction
     write_npz(tmp_path / "plain.npz", *configuration(7))
@@ -370,7 +371,7 @@ def test_graph_targets_round_trip_with_train_only_normalisation(tmp_path):
             tmp_path / "bad",
         )
     assert not (tmp_path / "bad").exists()
-    _, labels = build_graphs_and_labels([tmp_path / "plain.npz"], manifest["graph"], manifest["type_map"])
+    _, labels = build_graphs_and_labels([tmp_path / "plain.npz"], manifest.graph, manifest.type_map)
     assert torch.isnan(labels[schema.GRAPH_TARGET]).all()
 
 
@@ -390,7 +391,7 @@ def test_graph_targets_of_lammps_frames_from_a_side_table(tmp_path):
             out,
         ),
     )
-    assert manifest["graph"]["graph_target_csv"] == str(tmp_path / "values.csv")
+    assert manifest.graph["graph_target_csv"] == str(tmp_path / "values.csv")
     assert load_split_labels(out, "train")[schema.GRAPH_TARGET][:, 0].tolist() == pytest.approx([0.4, 0.5])
     assert load_split_labels(out, "val")[schema.GRAPH_TARGET][:, 0].tolist() == pytest.approx([0.6])
     (tmp_path / "values.csv").write_text("file,frame,temperature\na.dump,0,0.4\na.dump,1,hot\n")

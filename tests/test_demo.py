@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from glassgnn.evaluation import headline_of
+from glassgnn.manifest import Manifest
 from tests.conftest import REPO
 
 
@@ -40,10 +41,10 @@ def test_cut_down_demo_runs_and_summarises(tmp_path):
     assert "0.934" in stdout
 
     # Stage 2: graphs of the bundled set at the demo's time index and cutoff.
-    manifest = json.loads((out / "graphs" / "manifest.json").read_text())
-    assert manifest["graph"]["time_index"] == 0
-    assert manifest["graph"]["cutoff"] == 1.25
-    assert [len(manifest["splits"][s]["graphs"]) for s in ("train", "val", "test")] == [2, 2, 2]
+    manifest = Manifest.load(out / "graphs" / "manifest.json")
+    assert manifest.graph["time_index"] == 0
+    assert manifest.graph["cutoff"] == 1.25
+    assert [len(manifest.splits[s]["graphs"]) for s in ("train", "val", "test")] == [2, 2, 2]
 
     # Stage 3: both runs finished within their budgets, selected on val.
     _, mlp = _pearson(out / "mlp", "val")
@@ -73,7 +74,7 @@ def test_cut_down_demo_runs_and_summarises(tmp_path):
 
     # The descriptor floor beside the network, on the same split.
     ridge_val, ridge = _pearson(out / "ridge", "val")
-    assert ridge["selection"]["split"] == "val" and manifest["descriptor_names"]
+    assert ridge["selection"]["split"] == "val" and manifest.descriptor_names
     assert math.isclose(runs["ridge"]["val_pearson"], ridge_val)
     assert math.isclose(summary["bapst_minus_descriptor_floor_val"], bapst_val - ridge_val)
     assert f"val {ridge_val:.3f}" in stdout and "descriptor floor" in stdout

@@ -81,17 +81,17 @@ def test_ridge_solution_equals_numpy_least_squares():
 def test_descriptors_are_stored_recorded_and_rebuilt_identically(dataset):
     out, files = dataset
     manifest = load_manifest(out)
-    params = DescriptorParams.from_dict(manifest["graph"]["descriptors"])
+    params = DescriptorParams.from_dict(manifest.graph["descriptors"])
     assert params.coarse_radii == (1.4, 2.2) and params.q_l == (4, 6)
-    width = manifest["extra_fields"][schema.DESCRIPTORS]
-    assert len(manifest["descriptor_names"]) == width
-    assert len(manifest["field_normalisation"][schema.DESCRIPTORS]["mean"]) == width
+    width = manifest.extra_fields[schema.DESCRIPTORS]
+    assert len(manifest.descriptor_names) == width
+    assert len(manifest.field_normalisation[schema.DESCRIPTORS].mean) == width
     stored = load_split(out, "test")[0].ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS]
     data = np.load(files[6])
     expected = compute_descriptors(data["positions"], data["types"] - 1, data["box"], 2, params)
     np.testing.assert_allclose(stored.numpy(), expected.astype(np.float32))
     # predict.py's path: the manifest's graph parameters on the same file
-    rebuilt = build_graphs([files[6]], manifest["graph"], manifest["type_map"])[0]
+    rebuilt = build_graphs([files[6]], manifest.graph, manifest.type_map)[0]
     assert torch.equal(rebuilt.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS], stored)
 
 

@@ -196,7 +196,7 @@ def test_snapshots_only_mode_gives_graph_target_temperature(tiny_run, tmp_path):
         ["--train", str(out / "config_0000.pickle"), "--val", str(out / "config_0001.pickle"),
          "--format", "bapst", "--cutoff", "1.5", "--graph_target", "temperature", "--output_dir", str(graphs)]
     )  # fmt: skip
-    assert load_manifest(graphs)["task"] == "graph"
+    assert load_manifest(graphs).task == "graph"
     for split in ("train", "val"):
         assert load_split_labels(graphs, split)[schema.GRAPH_TARGET].tolist() == [[TEMPERATURE]]
 

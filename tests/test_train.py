@@ -305,12 +305,12 @@ def test_graph_task_cgcnn_learns_a_structural_target_the_mlp_floor_cannot(densit
     # load_run / run.predict: [n_graphs, k] equal to the saved predictions, from rebuilt graphs too
     for name in ("cgcnn", "mlp"):
         run = load_run(tmp_path / name)
-        assert run.task == "graph" and run.target_names == ["coordination"]
+        assert run.kind.name == "graph" and run.target_names == ["coordination"]
         saved = np.load(tmp_path / name / "predictions_test.npz")["pred"]
         batch = dgl.batch(load_split(root / "ds", "test"))
         np.testing.assert_allclose(run.predict(batch).numpy(), saved, rtol=1e-5, atol=1e-5)
     files = sorted(str(p) for p in (root / "in").glob("test*.npz"))
-    graphs, labels = build_graphs_and_labels(files[:3], run.manifest["graph"], run.manifest["type_map"])
+    graphs, labels = build_graphs_and_labels(files[:3], run.manifest.graph, run.manifest.type_map)
     assert torch.equal(labels[schema.GRAPH_TARGET], truth[:3])
     np.testing.assert_allclose(run.predict(dgl.batch(graphs)).numpy(), saved[:3], rtol=1e-5, atol=1e-5)
 

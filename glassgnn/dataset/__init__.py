@@ -4,8 +4,8 @@ A dataset directory (written by ``construct_graph.py``) holds one ``dgl.save_gra
 file per split (an empty split is an empty file) with the per-graph labels of
 :mod:`glassgnn.schema`, and ``manifest.json`` (inputs with sha256, the graph
 parameters, the type mapping, target names, normalisation from the train split,
-per-graph counts, package versions). ``build_graphs(paths, manifest["graph"],
-type_map=manifest["type_map"])`` rebuilds graphs exactly as the dataset did
+per-graph counts, package versions). ``build_graphs(paths, manifest.graph,
+type_map=manifest.type_map)`` rebuilds graphs exactly as the dataset did
 (``build_graphs_and_labels`` also gives the per-graph labels, e.g. the per-snapshot
 targets of a ``"task": "graph"`` dataset).
 """

@@ -30,7 +30,7 @@ from glassgnn.readers.base import label_sort_key
 
 log = logging.getLogger(__name__)
 
-#: Graph parameters and their defaults; ``manifest["graph"]`` stores all of them.
+#: Graph parameters and their defaults; ``Manifest.graph`` stores all of them.
 DEFAULT_PARAMS = {
     "format": "auto",
     "cutoff": None,  # Å or LJ sigma; required unless knn is given
@@ -285,8 +285,8 @@ def build_graphs(
 
     Args:
         paths: input files.
-        graph_params: ``manifest["graph"]`` (see :data:`DEFAULT_PARAMS`).
-        type_map: ``manifest["type_map"]``; None derives one from the files.
+        graph_params: ``Manifest.graph`` (see :data:`DEFAULT_PARAMS`).
+        type_map: ``Manifest.type_map``; None derives one from the files.
         num_workers: processes reading files in parallel.
         progress: show a tqdm bar over files.
         require_target: fail when a file lacks the target field; otherwise such a

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -15,20 +14,26 @@ import torch
 from glassgnn import schema
 from glassgnn.dataset.build import build_records, check_params, finish_graphs, graph_labels, union_type_map
 from glassgnn.descriptors import DescriptorParams, default_params, descriptor_names
-from glassgnn.fileio import atomic_directory, sha256, write_json
+from glassgnn.fileio import atomic_directory, sha256
+from glassgnn.manifest import Manifest, Normalisation
 from glassgnn.readers import ReaderError, read_snapshots
 
 log = logging.getLogger(__name__)
 
 
-def load_manifest(directory: str | os.PathLike) -> dict:
-    """The manifest of a dataset directory."""
+def load_manifest(directory: str | os.PathLike) -> Manifest:
+    """The manifest of a dataset directory.
+
+    Raises:
+        FileNotFoundError: ``directory`` has no manifest.
+        glassgnn.manifest.ManifestError: the manifest cannot be read.
+    """
     path = Path(directory) / schema.MANIFEST
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: not a dataset directory (no {schema.MANIFEST}); run construct_graph.py"
         )
-    return json.loads(path.read_text())
+    return Manifest.load(path)
 
 
 def load_split(directory: str | os.PathLike, split: str) -> list[dgl.DGLGraph]:
@@ -48,8 +53,7 @@ def load_graph_targets(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         ValueError: the dataset was built without ``--graph_target``.
     """
-    manifest = load_manifest(directory)
-    if manifest.get("task") != "graph":
+    if load_manifest(directory).task != "graph":
         raise ValueError(
             f"{directory}: the dataset has no graph targets; build it with construct_graph.py --graph_target"
         )
@@ -70,7 +74,7 @@ def _load(directory, split):
             schema.CUTOFF: torch.zeros(0),
             schema.FRAME: torch.zeros(0, dtype=torch.int64),
         }
-        names = load_manifest(directory).get("graph_target_names", [])
+        names = load_manifest(directory).graph_target_names
         if names:
             labels[schema.GRAPH_TARGET] = torch.zeros(0, len(names))
         return [], labels
@@ -163,7 +167,7 @@ def construct_dataset(
     num_workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
-) -> dict:
+) -> Manifest:
     """Build and write a dataset directory; return its manifest.
 
     Args:
@@ -178,8 +182,8 @@ def construct_dataset(
 
     Normalisation mean/std come from the train split only, over masked particles; with
     ``params["graph_target"]`` the per-snapshot targets are stored as the split files'
-    ``schema.GRAPH_TARGET`` label, the manifest gets ``"task": "graph"``,
-    ``"graph_target_names"`` and ``"graph_normalisation"`` (train graphs only).
+    ``schema.GRAPH_TARGET`` label, the manifest gets task ``"graph"``,
+    ``graph_target_names`` and ``graph_normalisation`` (train graphs only).
     """
     if not splits.get("train"):
         raise ValueError("the train split has no input file")
@@ -201,62 +205,69 @@ def construct_dataset(
         _check_labels(params, type_map)
         for split in schema.SPLITS:
             finish_graphs(built[split], type_map, params)
-        first = everything[0]
-        target_names = first["target_names"]
-        train_targets = _masked_targets([g for g, _ in built["train"]], len(target_names))
-        if target_names and len(train_targets) == 0:
-            raise ValueError("no masked particle in the train split: check --mask_types")
-        std = train_targets.std(axis=0) if len(target_names) else np.zeros(0)
-        graph_names = params["graph_target"] or []
-        train_graph = _graph_targets([record for _, record in built["train"]], len(graph_names))
-        graph_std = train_graph.std(axis=0)
-        manifest = {
-            "task": "graph" if graph_names else "node",
-            "type_map": type_map,
-            "num_types": len(type_map),
-            "target_names": target_names,
-            "normalisation": {
-                "mean": train_targets.mean(axis=0).tolist() if len(target_names) else [],
-                # A constant target would divide by zero: its scale is left at 1.
-                "std": np.where(std > 0, std, 1.0).tolist(),
-            },
-            "graph_target_names": graph_names,
-            "graph_normalisation": {
-                "mean": train_graph.mean(axis=0).tolist() if graph_names else [],
-                "std": np.where(graph_std > 0, graph_std, 1.0).tolist(),
-            },
-            "extra_fields": first["extra_fields"],
-            "field_normalisation": _field_normalisation(
-                [g for g, _ in built["train"]], first["extra_fields"]
-            ),
-            "descriptor_names": (
-                descriptor_names(len(type_map), DescriptorParams.from_dict(params["descriptors"]))
-                if params["descriptors"]
-                else []
-            ),
-            "units": first["units"],
-            "graph": {**params, "target": first["target"], "mask_types": first["mask_types"]},
-            "splits": {},
-            "inputs": [],
-            "versions": _versions(),
-        }
+        manifest = _manifest(built, params, type_map)
         for split in schema.SPLITS:
             graphs = [graph for graph, _ in built[split]]
             records = [record for _, record in built[split]]
             _save_split(tmp / schema.split_file(split), graphs, records, params)
             keep = ("source", "frame", "num_nodes", "num_edges", "isolated", "wrapped")
-            manifest["splits"][split] = {
+            names = manifest.target_names
+            manifest.splits[split] = {
                 "graphs": [{key: record[key] for key in keep} for record in records],
-                "target_stats": _column_stats(_masked_targets(graphs, len(target_names)), target_names),
+                "target_stats": _column_stats(_masked_targets(graphs, len(names)), names),
             }
-            if graph_names:
-                manifest["splits"][split]["graph_target_stats"] = _column_stats(
-                    _graph_targets(records, len(graph_names)), graph_names
+            if manifest.graph_target_names:
+                names = manifest.graph_target_names
+                manifest.splits[split]["graph_target_stats"] = _column_stats(
+                    _graph_targets(records, len(names)), names
                 )
         sources = dict.fromkeys(record["source"] for record in everything)
-        manifest["inputs"] = [{"path": os.path.abspath(path), "sha256": sha256(path)} for path in sources]
-        write_json(tmp / schema.MANIFEST, manifest)
+        manifest.inputs = [{"path": os.path.abspath(path), "sha256": sha256(path)} for path in sources]
+        manifest.save(tmp / schema.MANIFEST)
     return manifest
+
+
+def _manifest(built: dict[str, list], params: dict, type_map: dict[str, int]) -> Manifest:
+    """The manifest of the built splits, without per-split counts and inputs: targets and
+    extra fields are normalised with train-split statistics (targets over masked particles).
+
+    Raises:
+        ValueError: the train split has per-particle targets but no masked particle.
+    """
+    first = next(record for items in built.values() for _, record in items)
+    train_graphs = [graph for graph, _ in built["train"]]
+    target_names = first["target_names"]
+    train_targets = _masked_targets(train_graphs, len(target_names))
+    if target_names and len(train_targets) == 0:
+        raise ValueError("no masked particle in the train split: check --mask_types")
+    graph_names = params["graph_target"] or []
+    train_graph = _graph_targets([record for _, record in built["train"]], len(graph_names))
+    descriptors = params["descriptors"]
+    return Manifest(
+        task="graph" if graph_names else "node",
+        type_map=type_map,
+        target_names=target_names,
+        normalisation=_normalisation(train_targets),
+        graph_target_names=graph_names,
+        graph_normalisation=_normalisation(train_graph),
+        extra_fields=first["extra_fields"],
+        field_normalisation=_field_normalisation(train_graphs, first["extra_fields"]),
+        descriptor_names=(
+            descriptor_names(len(type_map), DescriptorParams.from_dict(descriptors)) if descriptors else []
+        ),
+        units=first["units"],
+        graph={**params, "target": first["target"], "mask_types": first["mask_types"]},
+        versions=_versions(),
+    )
+
+
+def _normalisation(values: np.ndarray) -> Normalisation:
+    """Mean and std of each column of [n, k] ``values``; a constant column keeps scale 1 (it would
+    divide by zero)."""
+    if values.shape[1] == 0:
+        return Normalisation()
+    std = values.std(axis=0)
+    return Normalisation(values.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist())
 
 
 def resolve_descriptors(params: dict, first_train_file: str) -> dict:
@@ -281,15 +292,13 @@ def resolve_descriptors(params: dict, first_train_file: str) -> dict:
     return {**params, "descriptors": resolved.to_dict()}
 
 
-def _field_normalisation(graphs: list[dgl.DGLGraph], widths: dict[str, int]) -> dict:
+def _field_normalisation(graphs: list[dgl.DGLGraph], widths: dict[str, int]) -> dict[str, Normalisation]:
     """Train-split mean and std of every extra per-atom field over all particles (inputs are
     standardised with them: glassgnn.features.field_stats). A constant column keeps scale 1."""
     out = {}
     for name in widths:
         values = torch.cat([g.ndata[schema.EXTRA_PREFIX + name].reshape(g.num_nodes(), -1) for g in graphs])
-        values = values.double().numpy()
-        std = values.std(axis=0)
-        out[name] = {"mean": values.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+        out[name] = _normalisation(values.double().numpy())
     return out
 
 
