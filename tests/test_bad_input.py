@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 import construct_graph
@@ -19,12 +18,7 @@ from tests.synthetic import write_dataset
 THIN_CELL = np.array([[15.0, 0.0, 0.0], [15.0, 1e-7, 0.0], [0.0, 0.0, 15.0]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _symgnn(path, n_atoms=20, **overrides):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from glassgnn import outputs
 from glassgnn.config import resolve
@@ -19,13 +18,7 @@ from glassgnn.training import fit
 from tests.conftest import REPO
 from tests.synthetic import synthetic_manifest, synthetic_splits
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

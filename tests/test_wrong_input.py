@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 import construct_graph
 import explain
@@ -19,12 +18,7 @@ from tests.synthetic import BOX, CUTOFF, synthetic_config
 BUNDLED_RUN = REPO / "datasets" / "deepmind" / "t044_s09"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _npz(path, seed, labels=(1, 2), targets=True):
