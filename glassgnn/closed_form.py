@@ -15,8 +15,7 @@ import torch
 
 from glassgnn.config import SELECTION_METRICS
 from glassgnn.distributed import DistInfo
-from glassgnn.evaluation import evaluate, headline_of, predict_split
-from glassgnn.metrics import METRICS
+from glassgnn.evaluation import metrics_row, selection_value
 from glassgnn.task import Task
 from models.contract import GlassModel
 
@@ -43,13 +42,9 @@ def fit_closed_form(model: GlassModel, task: Task, cfg: dict, device, info: Dist
     rows: list[dict] = []
 
     def score() -> float:
-        row: dict = {}
-        for split in ("train", "val"):
-            result = evaluate(predict_split(model, task, split, cfg["batch_size"], device, info), task, split)
-            row[f"{split}_loss"] = result["loss"]
-            row.update({f"{split}_{m}": headline_of(result, m) for m in METRICS})
-        rows.append(row)
-        return sign * (row["val_loss"] if metric == "loss" else row[f"val_{metric}"])
+        splits = [("train", "train"), ("val", "val")]
+        rows.append(metrics_row(model, task, splits, cfg["batch_size"], device, info))
+        return sign * selection_value(rows[-1], metric)
 
     tried = model.fit_closed_form(training_rows(task, device), score)
     return [

@@ -8,7 +8,7 @@ import torch
 
 from glassgnn import distributed
 from glassgnn.distributed import DistInfo
-from glassgnn.metrics import headline
+from glassgnn.metrics import METRICS, headline
 from glassgnn.task import Task
 
 
@@ -46,3 +46,19 @@ def headline_of(result: dict, metric: str) -> float:
     if metric == "loss":
         return result["loss"]
     return headline({k: v for k, v in result.items() if k != "loss"}, metric)
+
+
+def selection_value(row: dict, metric: str) -> float:
+    """The validation figure a metrics row is selected by: ``val_loss`` or ``val_<metric>``."""
+    return row["val_loss"] if metric == "loss" else row[f"val_{metric}"]
+
+
+def metrics_row(module, task: Task, splits: list[tuple[str, str]], batch_size: int, device, info) -> dict:
+    """Loss and headline metrics of ``module`` on each ``(split, name)``, as ``{name}_loss``,
+    ``{name}_<metric>``: the columns of metrics.csv."""
+    row: dict = {}
+    for split, name in splits:
+        result = evaluate(predict_split(module, task, split, batch_size, device, info), task, split)
+        row[f"{name}_loss"] = result["loss"]
+        row.update({f"{name}_{m}": headline_of(result, m) for m in METRICS})
+    return row

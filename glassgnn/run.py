@@ -79,11 +79,15 @@ class Run:
     std: torch.Tensor
     kind: TaskKind = NODE
 
+    def __post_init__(self) -> None:
+        self._field_stats = field_stats(self.manifest, self.config["node_fields"])  # once, not per call
+
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Model input of ``graph``'s particles, [n_atoms, in_dim], on the graph's device."""
         fields = self.config["node_fields"]
-        stats = field_stats(self.manifest, fields)
-        return node_features(graph, self.manifest.num_types, self.config["type_encoding"], fields, stats)
+        return node_features(
+            graph, self.manifest.num_types, self.config["type_encoding"], fields, self._field_stats
+        )
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """The learned target columns of ``graph`` in original units, [n_atoms, k] (node runs).

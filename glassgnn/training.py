@@ -45,11 +45,10 @@ from glassgnn.config import (
 )
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
-from glassgnn.evaluation import evaluate, headline_of, predict_split
+from glassgnn.evaluation import metrics_row, selection_value
 from glassgnn.fileio import OutputExistsError, write_text
 from glassgnn.final_evaluation import finish
 from glassgnn.manifest import Manifest
-from glassgnn.metrics import METRICS
 from glassgnn.optimisation import make_ema, make_optimizer, retarget_schedule
 from glassgnn.run import build_network
 from glassgnn.task import Task
@@ -303,14 +302,15 @@ def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: Dis
     start, cpu_start = time.perf_counter(), time.process_time()
     rows = fit_closed_form(module, task, cfg, device, info)
     metric = cfg["selection_metric"]
-    key = "val_loss" if metric == "loss" else f"val_{metric}"
-    values = [row[key] for row in rows]
-    best = max(range(len(rows)), key=lambda i: values[i] if SELECTION_METRICS[metric] else -values[i])
     loop = _new_loop()
-    loop.update(epoch=len(rows), best_epoch=best + 1, best_value=values[best], stopped="closed-form fit")
+    for epoch, row in enumerate(rows, start=1):  # the rule of the gradient loop picks the model's choice
+        if _better(selection_value(row, metric), loop["best_value"], SELECTION_METRICS[metric]):
+            loop.update(best_epoch=epoch, best_value=selection_value(row, metric))
+    loop.update(epoch=len(rows), stopped="closed-form fit")
+    best = loop["best_epoch"] - 1
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     loop["history"] = [{"epoch": i + 1, **row, "time_s": elapsed, "cpu_s": cpu} for i, row in enumerate(rows)]
-    LOG.info("%s: %s selected on val (%s %.4f)", cfg["model_name"], rows[best], metric, values[best])
+    LOG.info("%s: %s selected on val (%s %.4f)", cfg["model_name"], rows[best], metric, loop["best_value"])
     state = {"model": module.state_dict(), "loop": loop, "normalisation": task.normalisation(), "config": cfg}
     if info.is_main:
         save_checkpoint(out / outputs.BEST, state)
@@ -357,11 +357,8 @@ class _Training:
         cfg, task = self.cfg, self.task
         row = {"epoch": epoch, "lr": self.opt.param_groups[0]["lr"], "epoch_loss": epoch_loss}
         evaluated = self.module if self.ema is None else self.ema.module
-        for split, name in ((self.train_split, "train"), ("val", "val")):
-            preds = predict_split(evaluated, task, split, cfg["batch_size"], self.device, self.info)
-            result = evaluate(preds, task, split)
-            row[f"{name}_loss"] = result["loss"]
-            row.update({f"{name}_{m}": headline_of(result, m) for m in METRICS})
+        splits = [(self.train_split, "train"), ("val", "val")]
+        row.update(metrics_row(evaluated, task, splits, cfg["batch_size"], self.device, self.info))
         self.loop["elapsed"] = time.perf_counter() - self.wall_start
         self.loop["cpu_elapsed"] = time.process_time() - self.cpu_start
         row.update(
@@ -377,7 +374,7 @@ class _Training:
         returns whether this evaluation is the best so far."""
         cfg, loop = self.cfg, self.loop
         metric = cfg["selection_metric"]
-        value = row["val_loss"] if metric == "loss" else row[f"val_{metric}"]
+        value = selection_value(row, metric)
         loop["history"].append(row)
         if self.sched is not None and cfg["scheduler"] == "plateau":
             self.sched.step(value)

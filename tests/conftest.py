@@ -46,3 +46,12 @@ def small_models_eager_one_thread():
     yield
     e3nn.set_optimization_defaults(**saved)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Synthetic train/val/test graphs and their manifest (tests/synthetic.py) for training tests."""
+    from tests.synthetic import synthetic_manifest, synthetic_splits
+
+    graphs = synthetic_splits()
+    return graphs, synthetic_manifest(graphs)

@@ -16,15 +16,8 @@ from glassgnn.config import resolve
 from glassgnn.fileio import OutputExistsError, atomic_directory
 from glassgnn.training import fit
 from tests.conftest import REPO
-from tests.synthetic import synthetic_manifest, synthetic_splits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data():
-    graphs = synthetic_splits()
-    return graphs, synthetic_manifest(graphs)
 
 
 def _cfg(**kw):

@@ -22,15 +22,9 @@ from glassgnn.fileio import OutputExistsError
 from glassgnn.run import load_run
 from glassgnn.training import fit
 from tests.conftest import CUZR_DIR, REPO, requires_cuzr
-from tests.synthetic import synthetic_manifest, synthetic_splits, write_dataset, write_density_dataset
+from tests.synthetic import synthetic_manifest, write_dataset, write_density_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data():
-    graphs = synthetic_splits()
-    return graphs, synthetic_manifest(graphs)
 
 
 def _cfg(**kw):

@@ -254,18 +254,14 @@ def finish_graphs(results: list[tuple[dgl.DGLGraph, dict]], type_map: dict[str, 
     here, after :func:`apply_type_map`, from the float64 positions the record kept
     (which are then dropped); ``params["descriptors"]`` is a DescriptorParams dict or None.
     """
+    descriptors = DescriptorParams.from_dict(params["descriptors"]) if params["descriptors"] else None
     for graph, record in results:
         apply_type_map(graph, record, type_map)
         positions = record.pop("positions", None)
-        if params["descriptors"] is None:
+        if descriptors is None:
             continue
-        values = compute_descriptors(
-            positions,
-            graph.ndata[schema.TYPE].numpy(),
-            record["cell"],
-            len(type_map),
-            DescriptorParams.from_dict(params["descriptors"]),
-        )
+        types = graph.ndata[schema.TYPE].numpy()
+        values = compute_descriptors(positions, types, record["cell"], len(type_map), descriptors)
         graph.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS] = torch.from_numpy(values.astype(np.float32))
         record["extra_fields"] = {**record["extra_fields"], schema.DESCRIPTORS: int(values.shape[1])}
 
