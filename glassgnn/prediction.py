@@ -113,7 +113,7 @@ def _maybe_compile(run: Run, mode: str, n_frames: int) -> None:
         log.info("compiling the model for %d frames (torch.compile; the first frame is slow)", n_frames)
         run.model.use_compiled(True)
     elif wanted and mode == "always":
-        log.warning("--compile always: %s has no compiled path; running eagerly", run.config["model_name"])
+        log.warning("--compile always: %s has no compiled path; running eagerly", run.config.model_name)
 
 
 def _target_names(run: Run, frames: list[dict]) -> list[str] | None:
