@@ -20,6 +20,7 @@ from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS, summarise
 from glassgnn.readers import ReaderError
+from glassgnn.task_kind import task_kind
 from glassgnn.training import check_run, fit
 
 SUMMARY = "summary.json"
@@ -71,7 +72,7 @@ def run_experiments(
 def summarise_runs(runs: list[dict]) -> dict:
     """Mean ± std over runs of every final metric: ``{split: {target: {group: {metric: {...}}}}}``."""
     summary: dict = {"seeds": [r["seed"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs]}
-    summary["task"] = runs[0].get("task", "node")
+    summary["task"] = task_kind(runs[0].get("task")).name  # results written before graph tasks: node
     metrics: dict = {}
     for split in schema.SPLITS:
         if split not in runs[0]["metrics"]:
@@ -92,7 +93,7 @@ def summarise_runs(runs: list[dict]) -> dict:
 def summary_table(summary: dict, split: str = "test") -> str:
     """Markdown table of one split's metrics as mean ± std."""
     split = split if split in summary["metrics"] else "val"
-    over = "snapshots" if summary.get("task") == "graph" else "particles"  # one value per graph or atom
+    over = "snapshots" if task_kind(summary.get("task")).per_graph else "particles"
     lines = [
         f"# {split} metrics over seeds {summary['seeds']} (mean ± sample std)",
         "",
