@@ -17,6 +17,7 @@ import sys
 from glassgnn.config import KeyValues
 from glassgnn.dataset import construct_dataset, expand_globs
 from glassgnn.readers import FORMATS
+from glassgnn.task_kind import task_kind
 
 
 def _pair_cutoff(text: str) -> tuple[str, float]:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     for split, info in manifest.splits.items():
         edges = sum(graph["num_edges"] for graph in info["graphs"])
         print(f"{split}: {len(info['graphs'])} graphs, {edges} directed edges")
-    if manifest.task == "graph":
+    if task_kind(manifest.task).per_graph:
         print(
             f"graph targets {manifest.graph_target_names}, "
             f"train mean/std {manifest.graph_normalisation.to_dict()}"

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch.set_num_threads(args.threads)
         flush_denormals()  # before any parallel work: torch's threads inherit it (glassgnn.devices)
         run = load_run(args.run_dir, select_device(args.device))
-        dataset_dir = args.dataset_dir or run.config["dataset_dir"]
+        dataset_dir = args.dataset_dir or run.config.dataset_dir
         run.check_dataset(load_manifest(dataset_dir), str(dataset_dir))
         graphs = load_split(dataset_dir, args.split)
         if not 0 <= args.graph_index < len(graphs):
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         extra = {
             "run_dir": str(args.run_dir),
             "dataset_dir": str(dataset_dir),
-            "model_name": run.config["model_name"],
+            "model_name": run.config.model_name,
         }
         if run.kind.per_graph:
             if args.nodes:

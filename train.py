@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
             config = str(Path(control["output_dir"]) / outputs.CONFIG)
         conf = control["model_config_path"] or _default_conf()
         cfg = resolve(given, conf, config)
-        output_dir = control["output_dir"] or str(Path("outputs") / cfg["model_name"])
+        output_dir = control["output_dir"] or str(Path("outputs") / cfg.model_name)
         configure_cpu(cfg)  # before any parallel work: torch's threads inherit the float mode
-        graphs, manifest = load_dataset(cfg["dataset_dir"])
-        info = distributed.init(cfg["device"])
+        graphs, manifest = load_dataset(cfg.dataset_dir)
+        info = distributed.init(cfg.device)
         try:
             return run_experiments(
                 cfg, graphs, manifest, output_dir, control["resume"], control["overwrite"], info

@@ -35,6 +35,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from glassgnn.config import ResolvedConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,7 +62,7 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-def _config(model: str, dataset: Path, batch_size: int, **extra) -> dict:
+def _config(model: str, dataset: Path, batch_size: int, **extra) -> ResolvedConfig:
     from glassgnn.config import resolve
 
     given = {"model_name": model, "dataset_dir": str(dataset), "batch_size": batch_size, **extra}
@@ -100,7 +104,7 @@ def speed_one(
         graphs["train"] = graphs["train"][:max_graphs]
     base = _rss_gb()
     task = Task(graphs, manifest, cfg)
-    hparams = model_hparams(cfg, task.in_dim, task.out_dim)
+    hparams = model_hparams(cfg, task.in_dim, task.out_dim, task.kind)
     if plain:
         if "fast" not in hparams:
             raise ValueError(f"{model} has no fast path (no `fast` key): nothing to compare")
@@ -183,7 +187,7 @@ def budget_one(model: str, dataset: Path, minutes: float, batch_size: int, out: 
             if target != "loss"
             for group, m in groups.items()
         },
-        "learning_rate": cfg["learning_rate"],
+        "learning_rate": cfg.learning_rate,
         "batch_size": batch_size,
     }
 

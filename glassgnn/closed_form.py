@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from glassgnn.config import SELECTION_METRICS
+from glassgnn.config import SELECTION_METRICS, ResolvedConfig
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import metrics_row, selection_value
 from glassgnn.task import Task
@@ -28,8 +28,11 @@ def training_rows(task: Task, device: torch.device) -> Iterator[tuple[torch.Tens
         yield task.features(graph)[mask], target[mask]
 
 
-def fit_closed_form(model: GlassModel, task: Task, cfg: dict, device, info: DistInfo) -> list[dict]:
+def fit_closed_form(model: GlassModel, task: Task, cfg: ResolvedConfig, device, info: DistInfo) -> list[dict]:
     """Fit ``model`` in closed form, selected on validation; one history row per candidate.
+
+    Args:
+        cfg: the run's configuration (``selection_metric``, ``batch_size`` of evaluation).
 
     Returns:
         Rows ``{<setting>: value, "train_loss", "train_<metric>", ..., "val_<metric>", ...}``
@@ -37,13 +40,13 @@ def fit_closed_form(model: GlassModel, task: Task, cfg: dict, device, info: Dist
     """
     if task.kind.per_graph:
         raise ValueError("closed-form fits learn per-particle targets only (task node)")
-    metric = cfg["selection_metric"]
+    metric = cfg.selection_metric
     sign = 1.0 if SELECTION_METRICS[metric] else -1.0
     rows: list[dict] = []
 
     def score() -> float:
         splits = [("train", "train"), ("val", "val")]
-        rows.append(metrics_row(model, task, splits, cfg["batch_size"], device, info))
+        rows.append(metrics_row(model, task, splits, cfg.batch_size, device, info))
         return sign * selection_value(rows[-1], metric)
 
     tried = model.fit_closed_form(training_rows(task, device), score)

@@ -10,10 +10,12 @@ may hold training keys and that model's hyperparameters (keys of its registered
 config dataclass). Everything is validated before any work: an unknown key or a
 wrong type is an error naming the key and what is allowed.
 
-The resolved configuration is a flat mapping of training keys plus a ``"model"``
-mapping of hyperparameters. It is written to ``OUTPUT_DIR/config.yaml`` (with
-``in_dim``/``out_dim`` filled in) and can be read back with ``--config`` to
-repeat a run from it alone.
+The resolved configuration is a frozen :class:`ResolvedConfig`: every training key
+as an attribute plus ``model``, a read-only mapping of hyperparameters. It is written
+to ``OUTPUT_DIR/config.yaml`` (with ``in_dim``/``out_dim`` filled in) and can be read
+back with ``--config`` to repeat a run from it alone. A value that legitimately
+changes later (a budget raised on resume, the data dimensions) makes a new object
+with :func:`dataclasses.replace`.
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ import math
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from glassgnn.manifest import TASKS
 from models.models import get_entry, make_config, model_config_keys, model_names
 from models.readout import READOUT_OPS, ReadoutConfig
+
+if TYPE_CHECKING:
+    from glassgnn.task_kind import TaskKind
 
 SCHEDULERS = ("none", "step", "plateau", "cosine")
 AUGMENTS = ("none", "cubic", "rotation")
@@ -68,9 +75,13 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Training keys with their built-in defaults (the lowest precedence level)."""
+    """Training keys with their built-in defaults (the lowest precedence level).
+
+    Frozen, containers included (``node_fields`` a tuple, ``readout`` a read-only mapping):
+    no module can change a run's settings behind another's back.
+    """
 
     model_name: str | None = _f(None, "registered model to train (required)")
     recipe: str | None = _f(
@@ -139,7 +150,7 @@ class TrainConfig:
         "target column to learn (a name of manifest target_names, or graph_target_names for "
         "task graph; default all)",
     )
-    readout: dict[str, Any] = _f(
+    readout: Mapping[str, Any] = _f(
         {},
         "task graph: how a per-particle model gives one value per graph, keys op "
         f"({'|'.join(READOUT_OPS)}), hidden_dim, head_dims, use_mask (models.readout.ReadoutConfig); "
@@ -147,7 +158,7 @@ class TrainConfig:
     )
     augment: str = _f("none", "random rotations of disp during training", choices=AUGMENTS)
     type_encoding: str = _f("onehot", "particle type input", choices=TYPE_ENCODINGS)
-    node_fields: list[str] = _f([], "extra per-atom input fields (names of manifest extra_fields)")
+    node_fields: tuple[str, ...] = _f((), "extra per-atom input fields (names of manifest extra_fields)")
     num_exp: int = _f(1, "repeat with seeds seed..seed+N-1 and summarise test metrics", minimum=1)
     num_workers: int = _f(0, "data-loader worker processes", minimum=0)
     flush_denormal: bool = _f(
@@ -160,14 +171,50 @@ class TrainConfig:
     console_log: bool = _f(False, "also log to the console")
     log_level: int = _f(20, "logging level (10 debug, 20 info, 30 warning)")
 
+    def __post_init__(self) -> None:
+        # Validated YAML gives lists and dicts: store immutable copies.
+        object.__setattr__(self, "node_fields", tuple(self.node_fields))
+        object.__setattr__(self, "readout", MappingProxyType(dict(self.readout)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key in field order with plain values (lists, dicts), as ``config.yaml`` holds them."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class ResolvedConfig(TrainConfig):
+    """The configuration of one run: every training key, and the model's hyperparameters.
+
+    Built by :func:`resolve` and :func:`load_resolved` only after validation; never changed
+    afterwards (``dataclasses.replace`` makes a new one).
+
+    Attributes:
+        model: hyperparameters of ``model_name`` (read-only); after
+            :func:`glassgnn.training.check_run`, complete with ``in_dim``/``out_dim``.
+    """
+
+    model: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "model", MappingProxyType(dict(self.model)))
+
 
 TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 TRAIN_TYPES = typing.get_type_hints(TrainConfig)
 
 
 def defaults() -> dict:
-    """Built-in default of every training key."""
-    return dataclasses.asdict(TrainConfig())
+    """Built-in default of every training key (plain values)."""
+    return TrainConfig().to_dict()
 
 
 class ConfigError(ValueError):
@@ -175,6 +222,12 @@ class ConfigError(ValueError):
 
 
 def _type_name(tp: Any) -> str:
+    # Named as YAML and flags give them: a list (stored as a tuple), a dict (a read-only mapping).
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        return f"list[{_type_name(args[0])}]"
+    if origin is Mapping:
+        return f"dict[{', '.join(_type_name(a) for a in args)}]"
     return getattr(tp, "__name__", None) if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
@@ -191,8 +244,8 @@ def check_type(value: Any, tp: Any) -> bool:
         args = typing.get_args(tp)
         inner = args[0] if args else Any
         return isinstance(value, list | tuple) and all(check_type(v, inner) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
+    if origin in (dict, Mapping):
+        return isinstance(value, Mapping)
     if tp is type(None):
         return value is None
     if tp is float:
@@ -253,9 +306,13 @@ def _check_readout(where: str, values: dict) -> dict:
     return out
 
 
-def readout_config(resolved: dict) -> dict:
-    """Every field of the run's readout: :class:`ReadoutConfig` defaults updated with ``readout``."""
-    return dataclasses.asdict(ReadoutConfig(**resolved.get("readout") or {}))
+def readout_config(config: TrainConfig) -> dict:
+    """Every field of the run's readout: :class:`ReadoutConfig` defaults updated with ``readout``.
+
+    Args:
+        config: the run's configuration.
+    """
+    return dataclasses.asdict(ReadoutConfig(**config.readout))
 
 
 def _update(resolved: dict, new: dict) -> None:
@@ -330,9 +387,9 @@ def _sections(path: Path, model_name: str, recipe: str | None) -> tuple[dict, di
     return training, hparams
 
 
-def load_resolved(path: str | os.PathLike) -> dict:
-    """Read and validate a resolved ``config.yaml`` written by :func:`save_resolved`."""
-    path = Path(path)
+def _read_resolved(path: Path) -> tuple[dict, dict]:
+    """The training keys a ``config.yaml`` holds (validated; maybe not all of them) and its
+    model hyperparameters."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     data = _load_yaml(path)
@@ -344,7 +401,23 @@ def load_resolved(path: str | os.PathLike) -> dict:
     if not name:
         raise ConfigError(f"{path}: model_name is missing")
     _known_model(name, str(path))
-    return {**training, "model": _check_model(f"{path} [model]", name, model, allow_dims=True)}
+    return training, _check_model(f"{path} [model]", name, model, allow_dims=True)
+
+
+def load_resolved(path: str | os.PathLike) -> ResolvedConfig:
+    """Read and validate a resolved ``config.yaml`` written by :func:`dump`.
+
+    Training keys the file lacks (a run written before they existed, or the DeepMind
+    converter's short file) take their built-in defaults.
+
+    Args:
+        path: the ``config.yaml``.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or holds an invalid key or value.
+    """
+    training, hparams = _read_resolved(Path(path))
+    return ResolvedConfig(**training, model=hparams)
 
 
 def _known_model(name: str, where: str) -> None:
@@ -356,7 +429,7 @@ def _known_model(name: str, where: str) -> None:
 
 def resolve(
     given: dict, model_config_path: str | os.PathLike | None = None, config: str | None = None
-) -> dict:
+) -> ResolvedConfig:
     """Resolve the configuration of one run.
 
     Args:
@@ -365,15 +438,17 @@ def resolve(
         config: a resolved ``config.yaml`` to start from instead of ``train.conf.yaml``.
 
     Returns:
-        Flat training keys plus ``"model"``: hyperparameters (in_dim/out_dim only if
-        they came from ``config``). Raises :class:`ConfigError` on any invalid value.
+        Every training key, and ``model``: hyperparameters (in_dim/out_dim only if they
+        came from ``config``).
+
+    Raises:
+        ConfigError: any invalid key or value.
     """
     given = _check_training("command line", given)
     resolved = defaults()
     hparams: dict = {}
     if config is not None:
-        base = load_resolved(config)
-        hparams = base.pop("model")
+        base, hparams = _read_resolved(Path(config))
         if "model_name" in given and given["model_name"] != base["model_name"]:
             raise ConfigError(
                 f"--model_name {given['model_name']} contradicts {config} ({base['model_name']})"
@@ -394,40 +469,56 @@ def resolve(
         if not resolved.get(key):
             raise ConfigError(f"{key} is required (flag --{key})")
     make_config(resolved["model_name"], hparams)  # constructs the dataclass: catches bad combinations
-    return {**resolved, "model": hparams}
+    return ResolvedConfig(**resolved, model=hparams)
 
 
-def model_hparams(resolved: dict, in_dim: int, out_dim: int, task: str = "node") -> dict:
+def model_hparams(config: ResolvedConfig, in_dim: int, out_dim: int, kind: TaskKind) -> dict:
     """Complete hyperparameters of the resolved model (registry defaults filled in) with data dims.
 
     A ``config.yaml`` that carries in_dim/out_dim must agree with the data. A model that
     pools itself (one with a ``pooling`` hyperparameter, i.e. ``cgcnn``) pools with the
-    readout's ``op`` in a graph task unless its section sets ``pooling``, and must not
-    pool in a node task.
+    readout's ``op`` in a per-graph task unless its section sets ``pooling``, and must
+    not pool in a per-particle one.
+
+    Args:
+        config: the run's configuration (``model_name``, ``model``, ``readout``).
+        in_dim, out_dim: model input width and number of learned targets, from the data.
+        kind: the run's task kind (:data:`glassgnn.task_kind.NODE` or ``GRAPH``).
     """
-    name = resolved["model_name"]
-    hparams = dict(resolved["model"])
+    name = config.model_name
+    hparams = dict(config.model)
     for key, value in (("in_dim", in_dim), ("out_dim", out_dim)):
         if key in hparams and hparams[key] != value:
             raise ConfigError(f"model {key}={hparams[key]} in the configuration but the data gives {value}")
         hparams[key] = value
     hparams = dataclasses.asdict(make_config(name, hparams))
     if "pooling" in hparams:
-        if task == "graph" and hparams["pooling"] == "none":
-            hparams["pooling"] = readout_config(resolved)["op"]
-        elif task == "node" and hparams["pooling"] != "none":
+        if kind.per_graph and hparams["pooling"] == "none":
+            hparams["pooling"] = readout_config(config)["op"]
+        elif not kind.per_graph and hparams["pooling"] != "none":
             raise ConfigError(
-                f"{name}: pooling {hparams['pooling']!r} gives one value per graph but the task is node; "
-                "set pooling: none or train with --task graph"
+                f"{name}: pooling {hparams['pooling']!r} gives one value per graph but the task is "
+                f"{kind.name}; set pooling: none or train with --task graph"
             )
     return hparams
 
 
-def dump(resolved: dict) -> str:
-    """YAML text of a resolved configuration (training keys first, then ``model``)."""
-    training = {k: v for k, v in resolved.items() if k != "model"}
-    text = yaml.safe_dump(training, sort_keys=False, default_flow_style=None)
-    return text + yaml.safe_dump({"model": resolved["model"]}, sort_keys=False, default_flow_style=None)
+def dump(config: ResolvedConfig) -> str:
+    """YAML text of a resolved configuration, the layout of ``config.yaml`` (:func:`yaml_text`)."""
+    training = config.to_dict()
+    return yaml_text(training, training.pop("model"))
+
+
+def yaml_text(training: Mapping[str, Any], model: Mapping[str, Any]) -> str:
+    """The ``config.yaml`` layout: training keys in the order given, then the ``model`` mapping.
+
+    Args:
+        training: training keys with plain values; a subset is allowed (the DeepMind converter
+            writes a few, :func:`load_resolved` fills in the rest from the defaults).
+        model: the model's hyperparameters.
+    """
+    text = yaml.safe_dump(dict(training), sort_keys=False, default_flow_style=None)
+    return text + yaml.safe_dump({"model": dict(model)}, sort_keys=False, default_flow_style=None)
 
 
 class KeyValues(argparse.Action):
@@ -453,9 +544,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(tp) is dict:
+        elif typing.get_origin(tp) is Mapping:
             kwargs.update(nargs="+", metavar="KEY=VALUE", action=KeyValues)
-        elif typing.get_origin(tp) is list:
+        elif typing.get_origin(tp) is tuple:
             kwargs.update(nargs="*", metavar="NAME")
         else:
             # float before int: a float key also accepts ints

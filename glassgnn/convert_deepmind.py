@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from glassgnn import outputs, schema
-from glassgnn.config import defaults, dump, model_hparams
+from glassgnn.config import ResolvedConfig, defaults, model_hparams, yaml_text
 from glassgnn.fileio import atomic_directory, sha256, write_text
 from glassgnn.manifest import Manifest, Normalisation
+from glassgnn.task_kind import NODE
 from glassgnn.tf_checkpoint import CheckpointError, read_checkpoint
 from models.models import build_model
 
@@ -143,7 +144,7 @@ def convert(
         # Only the keys of the run-directory contract and DeepMind's training settings:
         # load_run fills the other training keys from the current defaults, so the
         # bundled run stays readable when training keys are added or renamed.
-        config = {
+        training = {
             "model_name": "bapst",
             **{key: defaults()[key] for key in ("dataset_dir", "seed", "node_fields")},
             "type_encoding": "scalar",
@@ -152,16 +153,11 @@ def convert(
             "learning_rate": 1e-4,
             "grad_clip": 1.0,
             "augment": "cubic",
-            # The network's hyperparameters; "fast" (how it is computed, not what) keeps its default.
-            "model": {
-                key: value
-                for key, value in model_hparams(
-                    {"model_name": "bapst", "model": {"preset": "deepmind"}}, 1, 1
-                ).items()
-                if key != "fast"
-            },
         }
-        write_text(tmp / outputs.CONFIG, dump(config))
+        preset = ResolvedConfig(model_name="bapst", model={"preset": "deepmind"})
+        # The network's hyperparameters; "fast" (how it is computed, not what) keeps its default.
+        hparams = {key: value for key, value in model_hparams(preset, 1, 1, NODE).items() if key != "fast"}
+        write_text(tmp / outputs.CONFIG, yaml_text(training, hparams))
         _manifest(prefix, time_index).save(tmp / schema.MANIFEST)
         write_text(tmp / "README.md", _note(prefix, time_index))
     return Path(output_dir)

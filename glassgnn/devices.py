@@ -6,11 +6,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import dgl
 import torch
+
+if TYPE_CHECKING:
+    from glassgnn.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,13 @@ def reuse_freed_memory() -> bool:
     return mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, 2**31 - 1) == 1
 
 
-def configure_cpu(cfg: Mapping[str, Any]) -> None:
-    """Apply a training configuration's process-wide CPU settings, ``flush_denormal`` and
-    ``reuse_freed_memory``; call it before loading data (see those functions)."""
-    flush_denormals(cfg["flush_denormal"])
-    if cfg["reuse_freed_memory"] and not reuse_freed_memory():
+def configure_cpu(cfg: TrainConfig) -> None:
+    """Apply a training configuration's process-wide CPU settings; call it before loading data.
+
+    Args:
+        cfg: the run's configuration: ``flush_denormal`` and ``reuse_freed_memory`` (see
+            :func:`flush_denormals` and :func:`reuse_freed_memory`).
+    """
+    flush_denormals(cfg.flush_denormal)
+    if cfg.reuse_freed_memory and not reuse_freed_memory():
         log.warning("reuse_freed_memory needs glibc's mallopt, which this system lacks; ignored")

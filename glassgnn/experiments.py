@@ -8,24 +8,26 @@ per target and particle type, as mean ± sample standard deviation.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import dgl
 
 from glassgnn import outputs, schema
-from glassgnn.config import dump
+from glassgnn.config import ResolvedConfig, dump
 from glassgnn.distributed import DistInfo, barrier
 from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS, summarise
 from glassgnn.readers import ReaderError
+from glassgnn.task_kind import task_kind
 from glassgnn.training import check_run, fit
 
 SUMMARY = "summary.json"
 
 
 def run_experiments(
-    cfg: dict,
+    cfg: ResolvedConfig,
     graphs: dict[str, list[dgl.DGLGraph]],
     manifest: Manifest,
     output_dir: str | Path,
@@ -36,9 +38,12 @@ def run_experiments(
     """One run in ``output_dir`` (num_exp 1) or runs ``output_dir/seed_<s>`` plus a summary.
 
     Returns the results of the single run, or the summary of the repeated ones.
+
+    Args:
+        cfg: the resolved configuration (``num_exp`` runs from ``seed`` on).
     """
     info = info or DistInfo()
-    if cfg["num_exp"] == 1:
+    if cfg.num_exp == 1:
         return fit(cfg, graphs, manifest, output_dir, resume=resume, overwrite=overwrite, info=info)
     out = Path(output_dir)
     check_run(cfg, graphs, manifest)  # a bad setting fails before any folder is made
@@ -49,13 +54,13 @@ def run_experiments(
         write_text(out / outputs.CONFIG, dump(cfg))
     barrier(info)
     runs = []
-    for seed in range(cfg["seed"], cfg["seed"] + cfg["num_exp"]):
+    for seed in range(cfg.seed, cfg.seed + cfg.num_exp):
         run_dir = out / f"seed_{seed}"
         if resume and (run_dir / outputs.RESULTS).exists():
             runs.append(json.loads((run_dir / outputs.RESULTS).read_text()))
             continue
         again = resume and (run_dir / outputs.LAST).exists()
-        runs.append(fit({**cfg, "seed": seed}, graphs, manifest, run_dir, again, overwrite, info))
+        runs.append(fit(replace(cfg, seed=seed), graphs, manifest, run_dir, again, overwrite, info))
     summary = summarise_runs(runs)
     if info.is_main:
         write_text(out / "summary.md", summary_table(summary))
@@ -67,7 +72,7 @@ def run_experiments(
 def summarise_runs(runs: list[dict]) -> dict:
     """Mean ± std over runs of every final metric: ``{split: {target: {group: {metric: {...}}}}}``."""
     summary: dict = {"seeds": [r["seed"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs]}
-    summary["task"] = runs[0].get("task", "node")
+    summary["task"] = task_kind(runs[0].get("task")).name  # results written before graph tasks: node
     metrics: dict = {}
     for split in schema.SPLITS:
         if split not in runs[0]["metrics"]:
@@ -88,7 +93,7 @@ def summarise_runs(runs: list[dict]) -> dict:
 def summary_table(summary: dict, split: str = "test") -> str:
     """Markdown table of one split's metrics as mean ± std."""
     split = split if split in summary["metrics"] else "val"
-    over = "snapshots" if summary.get("task") == "graph" else "particles"  # one value per graph or atom
+    over = "snapshots" if task_kind(summary.get("task")).per_graph else "particles"
     lines = [
         f"# {split} metrics over seeds {summary['seeds']} (mean ± sample std)",
         "",

@@ -17,6 +17,7 @@ from glassgnn import explain_plots, schema, topology
 from glassgnn.explain_pipeline import ExplainOptions, GraphResult, ParticleResult
 from glassgnn.explain_subgraph import bonds
 from glassgnn.fileio import atomic_path, write_json, write_text
+from glassgnn.task_kind import GRAPH
 
 PARTICIPATION = (("cycle_count", "edge_cycles"), ("cycle_persistence", "edge_cycle_persistence"))
 
@@ -73,7 +74,7 @@ def summary(results: list[ParticleResult], options: ExplainOptions, extra: dict)
 def graph_summary(result: GraphResult, options: ExplainOptions, extra: dict) -> dict:
     """summary.json of a graph-level explanation: tier statistics over all bonds of the graph."""
     return {
-        "task": "graph",
+        "task": GRAPH.name,
         "parameters": {**asdict(options), **extra},
         "prediction": result.prediction.tolist(),
         "target": [None if np.isnan(t) else float(t) for t in result.target],

@@ -9,6 +9,7 @@ import numpy as np
 
 from glassgnn import distributed, outputs, plots, schema
 from glassgnn.checkpoint import load_checkpoint
+from glassgnn.config import ResolvedConfig
 from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.fileio import write_json
 from glassgnn.metrics import METRICS
@@ -17,27 +18,35 @@ from glassgnn.task import Task
 LOG = outputs.LOGGER
 
 
-def finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, info, elapsed) -> dict:
-    """Evaluate the selected checkpoint once on every split and write the outputs."""
+def finish(
+    module, task: Task, cfg: ResolvedConfig, out: Path, loop: dict, n_params, device, info, elapsed
+) -> dict:
+    """Evaluate the selected checkpoint once on every split and write the outputs.
+
+    Args:
+        cfg: the run's configuration (``batch_size``, ``selection_metric``, ``patience``,
+            ``save_results``, ``model_name``, ``seed``).
+        loop: the training loop's bookkeeping (best epoch and value, history, stop reason).
+    """
     module.load_state_dict(load_checkpoint(out / outputs.BEST)["model"])
     final, preds = {}, {}
     for split in schema.SPLITS:
         if task.graphs.get(split):
-            preds[split] = predict_split(module, task, split, cfg["batch_size"], device, info)
+            preds[split] = predict_split(module, task, split, cfg.batch_size, device, info)
             final[split] = evaluate(preds[split], task, split)
     results = {
-        "model_name": cfg["model_name"],
+        "model_name": cfg.model_name,
         "task": task.kind.name,
-        "seed": cfg["seed"],
+        "seed": cfg.seed,
         "selection": {
             "split": "val",
-            "metric": cfg["selection_metric"],
+            "metric": cfg.selection_metric,
             "value": loop["best_value"],
             "rule": "checkpoint chosen on the validation split only; test evaluated once with it",
         },
         "best_epoch": loop["best_epoch"],
         "last_epoch": loop["epoch"],
-        "stopped_early": loop["bad_evals"] >= cfg["patience"],
+        "stopped_early": loop["bad_evals"] >= cfg.patience,
         "stop_reason": loop["stopped"],
         "metrics": final,
         "wall_time_s": elapsed,
@@ -46,13 +55,13 @@ def finish(module, task: Task, cfg, out: Path, loop: dict, n_params, device, inf
     }
     if info.is_main:
         LOG.info(
-            "selected epoch %d (val %s %.4f)", loop["best_epoch"], cfg["selection_metric"], loop["best_value"]
+            "selected epoch %d (val %s %.4f)", loop["best_epoch"], cfg.selection_metric, loop["best_value"]
         )
         for split, result in final.items():
             LOG.info("%s: %s", split, ", ".join(f"{m} {headline_of(result, m):.4f}" for m in METRICS))
-        metric = cfg["selection_metric"] if cfg["selection_metric"] != "loss" else "pearson"
+        metric = cfg.selection_metric if cfg.selection_metric != "loss" else "pearson"
         plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / outputs.LEARNING_CURVES)
-        if cfg["save_results"]:
+        if cfg.save_results:
             write_predictions(task, preds, out)
         write_json(out / outputs.RESULTS, results)  # last: marks the run as finished
     distributed.barrier(info)

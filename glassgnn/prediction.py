@@ -28,6 +28,7 @@ from glassgnn.dataset import check_params
 from glassgnn.dataset.build import build_records, finish_graphs, graph_labels
 from glassgnn.metrics import graph_metrics, grouped_metrics
 from glassgnn.run import Run, type_names
+from glassgnn.task_kind import GRAPH, NODE
 from models.compile import should_compile
 from models.contract import Ability
 
@@ -103,7 +104,7 @@ def predict_files(
     bar.close()
     if not frames:
         raise ValueError("the inputs hold no frame to predict")
-    return _ROWS[run.kind.name](run, frames)
+    return _ROWS[run.kind](run, frames)
 
 
 def _maybe_compile(run: Run, mode: str, n_frames: int) -> None:
@@ -113,7 +114,7 @@ def _maybe_compile(run: Run, mode: str, n_frames: int) -> None:
         log.info("compiling the model for %d frames (torch.compile; the first frame is slow)", n_frames)
         run.model.use_compiled(True)
     elif wanted and mode == "always":
-        log.warning("--compile always: %s has no compiled path; running eagerly", run.config["model_name"])
+        log.warning("--compile always: %s has no compiled path; running eagerly", run.config.model_name)
 
 
 def _target_names(run: Run, frames: list[dict]) -> list[str] | None:
@@ -191,7 +192,7 @@ def _warn_no_target(run: Run, record: dict) -> None:
 
 
 #: Per task kind: the frames' rows gathered into :class:`Predictions`.
-_ROWS = {"node": _node_rows, "graph": _graph_rows}
+_ROWS = {NODE: _node_rows, GRAPH: _graph_rows}
 
 
 def _note_renamed(run: Run, names: list[str]) -> None:

@@ -21,7 +21,7 @@ import torch
 
 from glassgnn import outputs, schema
 from glassgnn.checkpoint import load_checkpoint
-from glassgnn.config import defaults, load_resolved
+from glassgnn.config import ResolvedConfig, load_resolved
 from glassgnn.features import field_stats, node_features
 from glassgnn.manifest import Manifest
 from glassgnn.task_kind import NODE, TaskKind, task_kind
@@ -31,21 +31,25 @@ from models.models import build_model
 from models.readout import build_graph_level_model
 
 
-def build_network(config: dict) -> GlassModel:
-    """The untrained network of a resolved run configuration (``model_name``, ``model``, ``task``).
+def build_network(config: ResolvedConfig) -> GlassModel:
+    """The untrained network of a resolved run configuration.
 
     Node task: the registered model (with ``baseline: ridge``, wrapped in
     :class:`models.baseline.RidgeBaseline`). Graph task: a model that pools itself (``cgcnn``
     with ``pooling`` other than none) as it is; any other registered model wrapped by
     :func:`models.readout.build_graph_level_model` with the configuration's ``readout``.
+
+    Args:
+        config: ``model_name``, ``model`` (complete, with in_dim/out_dim), ``task`` (None:
+            node, as in runs written before graph tasks), ``baseline`` and ``readout``.
     """
-    name, hparams = config["model_name"], config["model"]
-    if not task_kind(config.get("task")).per_graph or hparams.get("pooling", "none") != "none":
+    name, hparams = config.model_name, config.model
+    if not task_kind(config.task).per_graph or hparams.get("pooling", "none") != "none":
         network = build_model(name, hparams)
-        if config.get("baseline", "none") == "ridge":
+        if config.baseline == "ridge":
             return RidgeBaseline(network, hparams["in_dim"], hparams["out_dim"])
         return network
-    return build_graph_level_model(name, hparams, config.get("readout") or {})
+    return build_graph_level_model(name, hparams, config.readout)
 
 
 def type_names(manifest: Manifest) -> dict[int, str]:
@@ -59,7 +63,7 @@ class Run:
 
     Attributes:
         model: the network in eval mode, best (validation-selected) weights, on ``device``.
-        config: resolved configuration (training keys and ``"model"``).
+        config: the resolved configuration the run was trained with.
         manifest: the dataset manifest the model was trained on.
         device: where the model lives.
         columns: learned target columns (of ``ndata[TARGET]``, or of the ``GRAPH_TARGET``
@@ -70,7 +74,7 @@ class Run:
     """
 
     model: GlassModel
-    config: dict
+    config: ResolvedConfig
     manifest: Manifest
     device: torch.device
     columns: list[int]
@@ -80,13 +84,13 @@ class Run:
     kind: TaskKind = NODE
 
     def __post_init__(self) -> None:
-        self._field_stats = field_stats(self.manifest, self.config["node_fields"])  # once, not per call
+        self._field_stats = field_stats(self.manifest, self.config.node_fields)  # once, not per call
 
     def features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """Model input of ``graph``'s particles, [n_atoms, in_dim], on the graph's device."""
-        fields = self.config["node_fields"]
+        fields = self.config.node_fields
         return node_features(
-            graph, self.manifest.num_types, self.config["type_encoding"], fields, self._field_stats
+            graph, self.manifest.num_types, self.config.type_encoding, fields, self._field_stats
         )
 
     def targets(self, graph: dgl.DGLGraph) -> torch.Tensor:
@@ -112,7 +116,7 @@ class Run:
         """
         if manifest.type_map != self.manifest.type_map:
             raise ValueError(f"{where}: type map {manifest.type_map} differs from the run's")
-        fields = self.config["node_fields"]
+        fields = self.config.node_fields
         missing = [name for name in fields if name not in manifest.extra_fields]
         if missing:
             raise ValueError(f"{where}: the run reads node field(s) {missing}, which the dataset lacks")
@@ -145,13 +149,13 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: not a run directory ({name} is missing)")
     device = torch.device(device)
-    config = {**defaults(), **load_resolved(run_dir / outputs.CONFIG)}
+    config = load_resolved(run_dir / outputs.CONFIG)  # keys the file lacks: their defaults
     manifest = Manifest.load(run_dir / schema.MANIFEST)
-    kind = task_kind(config.get("task"))  # runs written before graph tasks have none: node
-    model = build_network({**config, "task": kind.name})
+    kind = task_kind(config.task)  # runs written before graph tasks have none: node
+    model = build_network(config)
     state = load_checkpoint(run_dir / outputs.BEST, device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    learned = kind.learned(manifest, config.get("target"))
+    learned = kind.learned(manifest, config.target)
     mean, std = learned.mean.to(device), learned.std.to(device)
     return Run(model, config, manifest, device, learned.columns, learned.names, mean, std, kind)

@@ -11,7 +11,7 @@ import dgl
 import torch
 
 from glassgnn import schema
-from glassgnn.config import ConfigError
+from glassgnn.config import ConfigError, TrainConfig
 from glassgnn.features import feature_dim, field_stats, node_features
 from glassgnn.manifest import Manifest
 from glassgnn.run import type_names
@@ -38,17 +38,17 @@ class Task:
     Args:
         graphs: ``{split: [DGLGraph, ...]}``; ``train`` and ``val`` must be non-empty.
         manifest: the dataset manifest.
-        cfg: resolved configuration (``task``, ``target``, ``type_encoding``, ``node_fields``,
+        cfg: the run's configuration (``task``, ``target``, ``type_encoding``, ``node_fields``,
             and ``dataset_dir`` to read graph targets from when they are not given).
         graph_targets: graph task only: ``{split: [G, k]}`` per-snapshot targets in original
-            units, all manifest columns (default: read from ``cfg["dataset_dir"]``).
+            units, all manifest columns (default: read from ``cfg.dataset_dir``).
     """
 
     def __init__(
         self,
         graphs: dict[str, list[dgl.DGLGraph]],
         manifest: Manifest,
-        cfg: dict,
+        cfg: TrainConfig,
         graph_targets: dict[str, torch.Tensor] | None = None,
     ):
         for split in ("train", "val"):
@@ -58,8 +58,8 @@ class Task:
                 )
         self.graphs = graphs
         self.manifest = manifest
-        self.kind = resolve_task(cfg.get("task"), manifest)
-        learned = self.kind.learned(manifest, cfg["target"])
+        self.kind = resolve_task(cfg.task, manifest)
+        learned = self.kind.learned(manifest, cfg.target)
         self.columns, self.target_names = learned.columns, learned.names
         self.mean, self.std = learned.mean, learned.std
         self.graph_targets: dict[str, torch.Tensor] = {}
@@ -67,8 +67,8 @@ class Task:
             self.graph_targets = self._load_graph_targets(graph_targets, cfg)
         self.num_types = manifest.num_types
         self.type_names = type_names(manifest)
-        self.type_encoding = cfg["type_encoding"]
-        self.node_fields = list(cfg["node_fields"])
+        self.type_encoding = cfg.type_encoding
+        self.node_fields = list(cfg.node_fields)
         extra = manifest.extra_fields
         missing = [name for name in self.node_fields if name not in extra]
         if missing:
@@ -84,11 +84,11 @@ class Task:
         self.in_dim = feature_dim(self.num_types, self.type_encoding, [extra[n] for n in self.node_fields])
         self.out_dim = len(self.columns)
 
-    def _load_graph_targets(self, given: dict | None, cfg: dict) -> dict[str, torch.Tensor]:
+    def _load_graph_targets(self, given: dict | None, cfg: TrainConfig) -> dict[str, torch.Tensor]:
         if given is None:
             from glassgnn.dataset import load_graph_targets  # DGL-file reading only when needed
 
-            given = load_graph_targets(cfg["dataset_dir"])
+            given = load_graph_targets(cfg.dataset_dir)
         out = {}
         for split, graphs in self.graphs.items():
             values = given.get(split)

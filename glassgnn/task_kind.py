@@ -6,8 +6,10 @@
   (manifest ``graph_target_names``, written by ``construct_graph.py --graph_target``),
   one output row per graph.
 
-Training (:class:`glassgnn.task.Task`), evaluation, prediction and loading a run ask the
-kind object instead of comparing task names.
+Training (:class:`glassgnn.task.Task`), the model's hyperparameters
+(:func:`glassgnn.config.model_hparams`), evaluation, prediction, loading a run, repeated-run
+summaries and the dataset writer ask the kind object (:func:`task_kind` looks it up by name)
+instead of comparing task names.
 """
 
 from __future__ import annotations

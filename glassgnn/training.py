@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from glassgnn.config import (
     RUNTIME_KEYS,
     SELECTION_METRICS,
     ConfigError,
+    ResolvedConfig,
     dump,
     model_hparams,
     readout_config,
@@ -69,30 +70,33 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
 
 
 def train_epoch(
-    model, optimizer, task: Task, cfg: dict, epoch: int, device, info: DistInfo, ema=None
+    model, optimizer, task: Task, cfg: ResolvedConfig, epoch: int, device, info: DistInfo, ema=None
 ) -> float:
     """One pass over this rank's shard of the shuffled training graphs; returns the mean batch loss.
 
-    ``ema``: an :class:`torch.optim.swa_utils.AveragedModel` updated after every step (or None).
+    Args:
+        cfg: the run's configuration (``seed``, ``batch_size``, ``num_workers``, ``augment``,
+            ``grad_clip``).
+        ema: an :class:`torch.optim.swa_utils.AveragedModel` updated after every step (or None).
     """
     model.train()
-    generator = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     graphs = task.graphs["train"]
     mine = distributed.shard(torch.randperm(len(graphs), generator=generator).tolist(), info)
-    size = cfg["batch_size"]
+    size = cfg.batch_size
     batches = [mine[i : i + size] for i in range(0, len(mine), size)]
     loader = DataLoader(
-        batches, batch_size=None, collate_fn=partial(_collate, graphs), num_workers=cfg["num_workers"]
+        batches, batch_size=None, collate_fn=partial(_collate, graphs), num_workers=cfg.num_workers
     )
     total = 0.0
     for batch, ids in loader:
-        batch = augment_graph(batch.to(device), cfg["augment"], generator)
+        batch = augment_graph(batch.to(device), cfg.augment, generator)
         pred = model(graph=batch, feat=task.features(batch))
         loss = _masked_mse(pred, *task.batch_targets(batch, "train", ids))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         if ema is not None:
             ema.update_parameters(model.module if isinstance(model, DistributedDataParallel) else model)
@@ -111,25 +115,27 @@ def _better(value: float, best: float | None, maximise: bool) -> bool:
     return value > best if maximise else value < best
 
 
-def _stop_reason(loop: dict, cfg: dict, epoch: int, elapsed: float) -> str | bool:
+def _stop_reason(loop: dict, cfg: ResolvedConfig, epoch: int, elapsed: float) -> str | bool:
     """Why training stops after this evaluation (a truthy message), or False.
 
     ``elapsed`` is the wall time of training; the CPU time is ``loop["cpu_elapsed"]``.
     """
-    if loop["bad_evals"] >= cfg["patience"]:
+    if loop["bad_evals"] >= cfg.patience:
         return f"early stop, {loop['bad_evals']} evaluations without validation improvement"
-    if epoch == cfg["max_epoch"]:
+    if epoch == cfg.max_epoch:
         return "max_epoch reached"
-    if 0 < cfg["max_time"] <= elapsed:
-        return f"max_time {cfg['max_time']:g} s reached"
-    if 0 < cfg["max_cpu_time"] <= loop["cpu_elapsed"]:
-        return f"max_cpu_time {cfg['max_cpu_time']:g} s reached"
+    if 0 < cfg.max_time <= elapsed:
+        return f"max_time {cfg.max_time:g} s reached"
+    if 0 < cfg.max_cpu_time <= loop["cpu_elapsed"]:
+        return f"max_cpu_time {cfg.max_cpu_time:g} s reached"
     return False
 
 
-def _check_resume(out: Path, resolved: dict) -> None:
+def _check_resume(out: Path, config: ResolvedConfig) -> None:
     """A resumed run keeps its settings; only runtime keys and larger budgets may differ."""
+    # Compared as written: a key the saved file lacks differs from any value of it.
     saved = yaml.safe_load((out / outputs.CONFIG).read_text())
+    resolved = config.to_dict()
     ignore = {*RUNTIME_KEYS, *BUDGET_KEYS, "num_exp"}
     differ = sorted(
         k for k in set(saved) | set(resolved) if k not in ignore and saved.get(k) != resolved.get(k)
@@ -147,19 +153,19 @@ def _check_resume(out: Path, resolved: dict) -> None:
             raise ConfigError(f"--resume: {key} {new} is smaller than the run's {old}; budgets may only grow")
 
 
-def _check_fields(cfg: dict) -> None:
+def _check_fields(cfg: ResolvedConfig) -> None:
     """Node inputs a model declares it needs (``required_fields``) must be among ``node_fields``."""
-    needed = get_entry(cfg["model_name"]).cls.required_fields
-    missing = [name for name in needed if name not in cfg["node_fields"]]
+    needed = get_entry(cfg.model_name).cls.required_fields
+    missing = [name for name in needed if name not in cfg.node_fields]
     if missing:
         raise ConfigError(
-            f"{cfg['model_name']} reads the node field(s) {missing}: train with --node_fields "
+            f"{cfg.model_name} reads the node field(s) {missing}: train with --node_fields "
             f"{' '.join(needed)} on a dataset built with construct_graph.py --descriptors"
         )
 
 
 def fit(
-    cfg: dict,
+    cfg: ResolvedConfig,
     graphs: dict[str, list[dgl.DGLGraph]],
     manifest: Manifest,
     output_dir: str | Path,
@@ -182,15 +188,15 @@ def fit(
         on_epoch_end: called with the epoch number after each epoch's bookkeeping
             (tests use it to interrupt a run).
         graph_targets: graph task: ``{split: [G, k]}`` per-snapshot targets (default: read
-            from ``cfg["dataset_dir"]``, see :class:`glassgnn.task.Task`).
+            from ``cfg.dataset_dir``, see :class:`glassgnn.task.Task`).
 
-    The task (``cfg["task"]``, default the manifest's) decides between per-particle
+    The task (``cfg.task``, default the manifest's) decides between per-particle
     targets and per-snapshot ones; a graph run's model is built by
     :func:`glassgnn.run.build_network` (the ``readout`` configuration, or cgcnn's own pooling).
     """
     info = info or DistInfo()
     out = Path(output_dir)
-    device = distributed.local_device(select_device(cfg["device"]), info)
+    device = distributed.local_device(select_device(cfg.device), info)
     task, resolved, module = check_run(cfg, graphs, manifest, graph_targets)
     old = None
     if info.is_main:
@@ -203,7 +209,7 @@ def fit(
             manifest.save(out / schema.MANIFEST)
     distributed.barrier(info)
     log_file = out / outputs.TRAIN_LOG if info.is_main else None
-    handlers = outputs.setup_logging(log_file, cfg["console_log"] and info.is_main, cfg["log_level"])
+    handlers = outputs.setup_logging(log_file, cfg.console_log and info.is_main, cfg.log_level)
     try:
         results = _loop(resolved, module, task, out, resume, device, info, on_epoch_end)
     finally:
@@ -213,7 +219,7 @@ def fit(
     return results
 
 
-def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo, ema=None) -> dict:
+def _state(module, opt, sched, loop: dict, task: Task, cfg: ResolvedConfig, info: DistInfo, ema=None) -> dict:
     return {
         "model": module.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
@@ -222,36 +228,36 @@ def _state(module, opt, sched, loop: dict, task: Task, cfg: dict, info: DistInfo
         "rng": distributed.gather_objects(rng_state(), info),
         "loop": dict(loop),
         "normalisation": task.normalisation(),
-        "config": cfg,
+        "config": cfg.to_dict(),  # plain values: checkpoints load with weights_only
     }
 
 
 def check_run(
-    cfg: dict, graphs: dict, manifest: dict, graph_targets: dict | None = None
-) -> tuple[Task, dict, torch.nn.Module]:
+    cfg: ResolvedConfig, graphs: dict, manifest: Manifest, graph_targets: dict | None = None
+) -> tuple[Task, ResolvedConfig, torch.nn.Module]:
     """What :func:`fit` checks before writing anything: the node fields the model needs, the
     task, the resolved configuration (model dimensions from the data) and the network, built
     right after seeding; a hyperparameter the model cannot be built with (e.g. a negative
     width) is a :class:`ConfigError` naming the model."""
     _check_fields(cfg)
     task = Task(graphs, manifest, cfg, graph_targets)
-    if cfg["baseline"] != "none" and _closed_form(cfg["model_name"]):
-        raise ConfigError(f"{cfg['model_name']} is fitted in closed form: baseline must be none")
-    if task.kind.per_graph and (cfg["baseline"] != "none" or _closed_form(cfg["model_name"])):
-        raise ConfigError(f"{cfg['model_name']} with baseline {cfg['baseline']}: per-particle targets only")
-    resolved = {
-        **cfg,
-        "num_exp": 1,
-        "task": task.kind.name,
-        "readout": readout_config(cfg) if task.kind.per_graph else {},
-        "model": model_hparams(cfg, task.in_dim, task.out_dim, task.kind.name),
-    }
-    seed_everything(cfg["seed"])
+    if cfg.baseline != "none" and _closed_form(cfg.model_name):
+        raise ConfigError(f"{cfg.model_name} is fitted in closed form: baseline must be none")
+    if task.kind.per_graph and (cfg.baseline != "none" or _closed_form(cfg.model_name)):
+        raise ConfigError(f"{cfg.model_name} with baseline {cfg.baseline}: per-particle targets only")
+    resolved = replace(
+        cfg,
+        num_exp=1,
+        task=task.kind.name,
+        readout=readout_config(cfg) if task.kind.per_graph else {},
+        model=model_hparams(cfg, task.in_dim, task.out_dim, task.kind),
+    )
+    seed_everything(cfg.seed)
     try:
         module = build_network(resolved)
     except (ValueError, TypeError, RuntimeError, AssertionError, KeyError) as exc:
         raise ConfigError(
-            f"model {resolved['model_name']} cannot be built with {resolved['model']} "
+            f"model {resolved.model_name} cannot be built with {dict(resolved.model)} "
             f"({type(exc).__name__}: {exc})"
         ) from None
     return task, resolved, module
@@ -267,7 +273,7 @@ def _new_loop() -> dict:
     return loop | {"history": [], "elapsed": 0.0, "cpu_elapsed": 0.0, "segment": 1}
 
 
-def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo, ema=None) -> dict:
+def _restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo, ema=None) -> dict:
     """Load last.pt into the model, optimiser, schedule and RNGs; return the loop state.
 
     A finished run continues when its budget (``max_epoch``, ``max_time``, ``patience``)
@@ -297,11 +303,11 @@ def _restore(out: Path, module, opt, sched, cfg: dict, info: DistInfo, ema=None)
     return loop
 
 
-def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: DistInfo) -> dict:
+def _fit_closed_form(module, task: Task, cfg: ResolvedConfig, out: Path, device, info: DistInfo) -> dict:
     """A closed-form model (``ridge``): one fit, one history row per candidate setting."""
     start, cpu_start = time.perf_counter(), time.process_time()
     rows = fit_closed_form(module, task, cfg, device, info)
-    metric = cfg["selection_metric"]
+    metric = cfg.selection_metric
     loop = _new_loop()
     for epoch, row in enumerate(rows, start=1):  # the rule of the gradient loop picks the model's choice
         if _better(selection_value(row, metric), loop["best_value"], SELECTION_METRICS[metric]):
@@ -310,8 +316,13 @@ def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: Dis
     best = loop["best_epoch"] - 1
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     loop["history"] = [{"epoch": i + 1, **row, "time_s": elapsed, "cpu_s": cpu} for i, row in enumerate(rows)]
-    LOG.info("%s: %s selected on val (%s %.4f)", cfg["model_name"], rows[best], metric, loop["best_value"])
-    state = {"model": module.state_dict(), "loop": loop, "normalisation": task.normalisation(), "config": cfg}
+    LOG.info("%s: %s selected on val (%s %.4f)", cfg.model_name, rows[best], metric, loop["best_value"])
+    state = {
+        "model": module.state_dict(),
+        "loop": loop,
+        "normalisation": task.normalisation(),
+        "config": cfg.to_dict(),
+    }
     if info.is_main:
         save_checkpoint(out / outputs.BEST, state)
         save_checkpoint(out / outputs.LAST, state)
@@ -320,13 +331,13 @@ def _fit_closed_form(module, task: Task, cfg: dict, out: Path, device, info: Dis
     return finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
 
 
-def _train_eval_split(task: Task, cfg: dict) -> tuple[str, int]:
+def _train_eval_split(task: Task, cfg: ResolvedConfig) -> tuple[str, int]:
     """The split whose metrics are logged as ``train_*``: all training graphs, or a fixed sample."""
     graphs = task.graphs["train"]
-    k = cfg["train_eval_graphs"]
+    k = cfg.train_eval_graphs
     if k == 0 or k >= len(graphs):
         return "train", len(graphs)
-    generator = torch.Generator().manual_seed(cfg["seed"])
+    generator = torch.Generator().manual_seed(cfg.seed)
     ids = sorted(torch.randperm(len(graphs), generator=generator)[:k].tolist())
     task.add_subset("train_sample", "train", ids)
     return "train_sample", k
@@ -336,7 +347,7 @@ def _train_eval_split(task: Task, cfg: dict) -> tuple[str, int]:
 class _Training:
     """What one gradient-trained run carries from epoch to epoch."""
 
-    cfg: dict
+    cfg: ResolvedConfig
     task: Task
     out: Path
     device: torch.device
@@ -358,7 +369,7 @@ class _Training:
         row = {"epoch": epoch, "lr": self.opt.param_groups[0]["lr"], "epoch_loss": epoch_loss}
         evaluated = self.module if self.ema is None else self.ema.module
         splits = [(self.train_split, "train"), ("val", "val")]
-        row.update(metrics_row(evaluated, task, splits, cfg["batch_size"], self.device, self.info))
+        row.update(metrics_row(evaluated, task, splits, cfg.batch_size, self.device, self.info))
         self.loop["elapsed"] = time.perf_counter() - self.wall_start
         self.loop["cpu_elapsed"] = time.process_time() - self.cpu_start
         row.update(
@@ -373,10 +384,10 @@ class _Training:
         """Select on validation, decide whether to stop, write the checkpoints and metrics.csv;
         returns whether this evaluation is the best so far."""
         cfg, loop = self.cfg, self.loop
-        metric = cfg["selection_metric"]
+        metric = cfg.selection_metric
         value = selection_value(row, metric)
         loop["history"].append(row)
-        if self.sched is not None and cfg["scheduler"] == "plateau":
+        if self.sched is not None and cfg.scheduler == "plateau":
             self.sched.step(value)
         improved = _better(value, loop["best_value"], SELECTION_METRICS[metric])
         if improved:
@@ -404,7 +415,9 @@ class _Training:
         return improved
 
 
-def _start(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, module) -> _Training:
+def _start(
+    cfg: ResolvedConfig, task: Task, out: Path, resume: bool, device, info: DistInfo, module
+) -> _Training:
     """Optimiser, schedule, average and bookkeeping of a new or resumed run (baseline fitted)."""
     wall_zero, cpu_zero = time.perf_counter(), time.process_time()  # a baseline fit counts
     opt, sched = make_optimizer(module, cfg)
@@ -413,13 +426,13 @@ def _start(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, mod
         loop = _restore(out, module, opt, sched, cfg, info, ema)
     else:
         loop = _new_loop()
-        if cfg["baseline"] == "ridge":
+        if cfg.baseline == "ridge":
             fit_closed_form(module.ridge, task, cfg, device, info)
             LOG.info("baseline: ridge with alpha %g (chosen on val)", float(module.ridge.alpha))
     train_split, n_train_eval = _train_eval_split(task, cfg)
     n_params = sum(p.numel() for p in module.parameters())
     LOG.info(
-        "model %s: %d parameters on %s, %d process(es)", cfg["model_name"], n_params, device, info.world_size
+        "model %s: %d parameters on %s, %d process(es)", cfg.model_name, n_params, device, info.world_size
     )
     model = module
     if info.enabled:
@@ -445,30 +458,32 @@ def _start(cfg, task: Task, out: Path, resume: bool, device, info: DistInfo, mod
     )
 
 
-def _loop(cfg, module, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end) -> dict:
+def _loop(
+    cfg: ResolvedConfig, module, task: Task, out: Path, resume: bool, device, info: DistInfo, on_epoch_end
+) -> dict:
     """Train ``module`` (built right after seeding, :func:`check_run`); evaluate it once at the end."""
     module = module.to(device)
-    if _closed_form(cfg["model_name"]):
+    if _closed_form(cfg.model_name):
         return _fit_closed_form(module, task, cfg, out, device, info)
     run = _start(cfg, task, out, resume, device, info, module)
     loop = run.loop
-    first = cfg["max_epoch"] + 1 if loop["stopped"] else loop["epoch"] + 1
+    first = cfg.max_epoch + 1 if loop["stopped"] else loop["epoch"] + 1
     bar = tqdm.tqdm(
-        range(first, cfg["max_epoch"] + 1),
+        range(first, cfg.max_epoch + 1),
         initial=loop["epoch"],
-        total=cfg["max_epoch"],
-        desc=cfg["model_name"],
+        total=cfg.max_epoch,
+        desc=cfg.model_name,
         disable=not info.is_main,
     )
     for epoch in bar:
         epoch_loss = train_epoch(run.model, run.opt, task, cfg, epoch, device, info, run.ema)
         LOG.debug("epoch %d: mean batch loss %.5g, lr %.3g", epoch, epoch_loss, run.opt.param_groups[0]["lr"])
-        if run.sched is not None and cfg["scheduler"] != "plateau":
+        if run.sched is not None and cfg.scheduler != "plateau":
             run.sched.step()
         loop["epoch"] = epoch
-        if epoch % cfg["eval_interval"] == 0 or epoch == cfg["max_epoch"]:
+        if epoch % cfg.eval_interval == 0 or epoch == cfg.max_epoch:
             run.record(epoch, *run.evaluate(epoch, epoch_loss))
-            metric = cfg["selection_metric"]
+            metric = cfg.selection_metric
             bar.set_postfix({f"best val_{metric}": f"{loop['best_value']:.4f}", "at": loop["best_epoch"]})
         if on_epoch_end is not None:
             on_epoch_end(epoch)

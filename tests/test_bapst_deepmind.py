@@ -105,7 +105,7 @@ def test_evaluate_pretrained_agrees_with_predict(predicted):
 def test_other_concatenation_orders_do_not_reproduce_deepmind(large_graph):
     """The parity above pins the block order: swapping sender and receiver blocks breaks it."""
     run, graph = large_graph
-    model = build_model("bapst", run.config["model"]).eval()
+    model = build_model("bapst", run.config.model).eval()
     state = {k: v.clone() for k, v in run.model.state_dict().items()}
     w = state["edge_update.0.weight"]  # blocks [e, e0, h_dst, h0_dst, h_src, h0_src] of 64
     state["edge_update.0.weight"] = torch.cat([w[:, :128], w[:, 256:], w[:, 128:256]], dim=1)
@@ -126,11 +126,11 @@ def test_converter_reproduces_the_bundled_run(tmp_path):
     assert all(torch.equal(ours[k], bundled[k]) for k in ours)
     fresh, bundled = load_resolved(out / "config.yaml"), load_resolved(RUN / "config.yaml")
     for key in ("model_name", "type_encoding", "model", "learning_rate", "grad_clip", "augment"):
-        assert fresh[key] == bundled[key]
+        assert getattr(fresh, key) == getattr(bundled, key)
     assert (out / schema.MANIFEST).read_text() == (RUN / schema.MANIFEST).read_text()
     assert "Apache" in (out / "README.md").read_text()
     run = load_run(out)
-    assert run.config["type_encoding"] == "scalar" and run.config["model"]["update_order"] == "sequential"
+    assert run.config.type_encoding == "scalar" and run.config.model["update_order"] == "sequential"
     assert run.manifest.graph["cutoff"] == 2.0 and run.manifest.graph["self_loops"] is True
 
 

@@ -5,6 +5,7 @@ form, descriptor inputs to a graph network (with the ridge baseline), the traini
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,15 +150,14 @@ def _cfg(out, **kw):
         "batch_size": 2,
     }
     cfg = resolve({**base, **kw}, None)
-    cfg["model"] = {"hidden_dim": 8, "num_filters": 8, "num_interactions": 2, "cutoff": 1.5}
-    return cfg
+    return replace(cfg, model={"hidden_dim": 8, "num_filters": 8, "num_interactions": 2, "cutoff": 1.5})
 
 
 def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(dataset, tmp_path):
     out, _ = dataset
     data = load_dataset(out)
     cfg = _cfg(out, baseline="ridge", max_epoch=6, eval_interval=2, learning_rate=3e-3, ema_decay=0.8)
-    ridge = fit({**cfg, "model_name": "ridge", "model": {}, "baseline": "none"}, *data, tmp_path / "ridge")
+    ridge = fit(replace(cfg, model_name="ridge", model={}, baseline="none"), *data, tmp_path / "ridge")
     full = fit(cfg, *data, tmp_path / "full")
     start = load_run(tmp_path / "full")
     assert start.model.ridge.alpha == load_run(tmp_path / "ridge").model.alpha  # same fit, same choice
@@ -210,8 +210,7 @@ def test_warmup_then_cosine_and_a_sampled_train_evaluation(dataset, tmp_path):
         learning_rate=1e-2,
         train_eval_graphs=1,
     )
-    cfg["model"] = {}
-    fit(cfg, *data, tmp_path / "run")
+    fit(replace(cfg, model={}), *data, tmp_path / "run")
     rows = _rows(tmp_path / "run" / "metrics.csv")
     lr = [r["lr"] for r in rows]  # after each epoch's schedule step: epochs 1..8
     assert lr[:3] == pytest.approx([1e-2 * (k + 1) / 4 + 0 for k in range(1, 4)][:3], rel=1e-6)

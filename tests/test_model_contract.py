@@ -8,6 +8,8 @@ raise, so an explainer run that asked would fail here.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dgl
 import numpy as np
 import pytest
@@ -174,7 +176,7 @@ def test_the_training_loop_releases_the_training_cache_when_training_ends(tmp_pa
     monkeypatch.setattr(SymGNN, "release_cache", spy)
     cfg = {"model_name": "symgnn", "dataset_dir": "unused", "node_fields": ["cn"], "save_results": False}
     cfg = resolve({**cfg, "max_epoch": 1, "batch_size": 8}, None)
-    cfg["model"].update(SMALL["symgnn"])
+    cfg = replace(cfg, model={**cfg.model, **SMALL["symgnn"]})
     fit(cfg, graphs, synthetic_manifest(graphs), tmp_path / "run")
     assert seen == [True]
 

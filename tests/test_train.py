@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+from dataclasses import replace
 
 import dgl
 import numpy as np
@@ -15,7 +16,7 @@ import yaml
 
 import train
 from glassgnn import schema
-from glassgnn.config import resolve
+from glassgnn.config import load_resolved, resolve
 from glassgnn.dataset import build_graphs_and_labels, load_split, load_split_labels
 from glassgnn.experiments import load_dataset
 from glassgnn.fileio import OutputExistsError
@@ -82,7 +83,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, capsys):
     dataset = write_dataset(tmp_path / "ds")
     data = load_dataset(dataset)
     cfg = _cfg(max_epoch=10, eval_interval=2, batch_size=2, augment="cubic", scheduler="step", lr_step_size=3)
-    cfg["dataset_dir"] = str(dataset)
+    cfg = replace(cfg, dataset_dir=str(dataset))
     full = fit(cfg, *data, tmp_path / "full")
     same = fit(cfg, *data, tmp_path / "same")  # determinism: same seed, same numbers
     assert same["metrics"] == full["metrics"]
@@ -233,7 +234,7 @@ def test_loss_falls_and_val_pearson_rises_on_real_cuzr(tmp_path):
         "val": [_cuzr_subbox("train6.pickle", cutoff)],
     }
     cfg = _cfg(max_epoch=40, eval_interval=10, learning_rate=3e-3, node_fields=[], model_name="schnet")
-    cfg["model"] = {"hidden_dim": 32, "num_filters": 32, "num_interactions": 2, "cutoff": cutoff}
+    cfg = replace(cfg, model={"hidden_dim": 32, "num_filters": 32, "num_interactions": 2, "cutoff": cutoff})
     fit(cfg, graphs, synthetic_manifest(graphs), tmp_path / "cuzr")
     rows = _history(tmp_path / "cuzr")
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
@@ -318,7 +319,7 @@ def test_graph_task_resume_equals_uninterrupted_run(density_dataset, tmp_path):
             raise KeyboardInterrupt
 
     graphs, manifest = load_dataset(density_dataset / "ds")
-    cfg = yaml.safe_load((tmp_path / "full" / "config.yaml").read_text())
+    cfg = load_resolved(tmp_path / "full" / "config.yaml")
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, graphs, manifest, tmp_path / "cut", on_epoch_end=interrupt)
     resumed = train.main(["--resume", f"--output_dir={tmp_path / 'cut'}"])

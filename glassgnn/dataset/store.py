@@ -17,6 +17,7 @@ from glassgnn.descriptors import DescriptorParams, default_params, descriptor_na
 from glassgnn.fileio import atomic_directory, sha256
 from glassgnn.manifest import Manifest, Normalisation
 from glassgnn.readers import ReaderError, read_snapshots
+from glassgnn.task_kind import GRAPH, NODE, task_kind
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def load_graph_targets(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         ValueError: the dataset was built without ``--graph_target``.
     """
-    if load_manifest(directory).task != "graph":
+    if not task_kind(load_manifest(directory).task).per_graph:
         raise ValueError(
             f"{directory}: the dataset has no graph targets; build it with construct_graph.py --graph_target"
         )
@@ -244,7 +245,7 @@ def _manifest(built: dict[str, list], params: dict, type_map: dict[str, int]) ->
     train_graph = _graph_targets([record for _, record in built["train"]], len(graph_names))
     descriptors = params["descriptors"]
     return Manifest(
-        task="graph" if graph_names else "node",
+        task=(GRAPH if graph_names else NODE).name,
         type_map=type_map,
         target_names=target_names,
         normalisation=_normalisation(train_targets),
