@@ -28,7 +28,7 @@ demo: install
 	bash scripts/demo.sh
 
 # Regenerate the bundled propensity sets from scratch with LAMMPS, one per temperature (T = 0.64
-# took 21 min, 0.80 4 min and 0.56 TIME_056 on 2 shared cores; the exact commands and
+# took 21 min, 0.80 4 min and 0.56 28 min on 2 shared cores; the exact commands and
 # their figures are in datasets/ka_T*/README.md and manifest.json).
 PROPENSITY_TEMPERATURES := 0.56 0.64 0.80
 data: install
