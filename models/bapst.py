@@ -165,6 +165,7 @@ class Bapst(GlassModel):
 
     invariance = Invariance.NONE
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("decoder",)  # the decoder MLP after the last processing step
     abilities = frozenset({Ability.COMPILED})
 
     def __init__(self, config: BapstConfig):

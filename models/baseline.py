@@ -63,6 +63,11 @@ class RidgeBaseline(GlassModel):
     def abilities(self) -> frozenset[Ability]:
         return self.network.abilities & PASSED_ON
 
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """The network's decoder and the gate (the ridge part is fixed anyway)."""
+        return (*(f"network.{p}" for p in self.network.decoder_prefixes), "gate")
+
     def subgraph_context(self, graph: dgl.DGLGraph) -> Mapping[str, torch.Tensor]:
         return self.network.subgraph_context(graph)
 

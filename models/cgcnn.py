@@ -138,6 +138,11 @@ class CGCNN(GlassModel):
     def output_level(self) -> OutputLevel:
         return OutputLevel.NODE if self.pool is None else OutputLevel.GRAPH
 
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """The head after the last convolution, and the pooling before it when there is one."""
+        return ("head",) if self.pool is None else ("pool", "head")
+
     def edge_features(self, dist: torch.Tensor) -> torch.Tensor:
         """Gaussian expansion of distances [n_edges, 1] -> [n_edges, n_rbf]."""
         dist = dist.reshape(-1, 1).to(self.centres.dtype)

@@ -12,10 +12,15 @@ about a model is discovered by probing its attributes: it states
 - ``abilities``: a frozenset of :class:`Ability`, the optional methods the explainers,
   the training loop and the fast paths may call. A caller asks ``model.supports(ability)``
   first and never calls the method of an ability the model does not declare.
+- ``decoder_prefixes``: the parameter-name prefixes (dot-separated module paths, as in
+  ``named_parameters``) of the part that maps the last per-particle features to the output:
+  what ``train.py --init_from RUN --freeze`` keeps training while every other parameter is
+  frozen (:mod:`glassgnn.fine_tune`). It names at least one parameter, and not all of them
+  unless the model is fitted in closed form (never fine-tuned: ``ridge``'s one layer).
 - ``required_fields`` (optional, default none): extra node fields among the inputs that
   the model needs, e.g. ``("descriptors",)`` for the descriptor models.
 
-The first three are class attributes or, when they depend on the config, properties;
+The first four are class attributes or, when they depend on the config, properties;
 ``abilities`` is one frozenset per class (what a model can do does not depend on its config).
 :class:`models.readout.GraphLevelModel`, which wraps a registered model, takes its
 declarations from the model it wraps.
@@ -71,7 +76,7 @@ METHODS = {
 }
 # Abilities that only make sense together with another one.
 REQUIRES = {Ability.BLOCKS: Ability.LAYERS}
-REQUIRED = ("num_message_passing", "invariance", "output_level")
+REQUIRED = ("num_message_passing", "invariance", "output_level", "decoder_prefixes")
 
 
 class GlassModel(nn.Module):
@@ -84,6 +89,8 @@ class GlassModel(nn.Module):
     num_message_passing: int
     invariance: Invariance
     output_level: OutputLevel
+    # Parameter-name prefixes of the output part (what --freeze keeps training), e.g. ("decoder",).
+    decoder_prefixes: tuple[str, ...]
     abilities: frozenset[Ability] = frozenset()
     # Extra node fields the model cannot work without (e.g. ridge's "descriptors"); the
     # training code refuses a run whose node_fields lack them, before anything is written.
@@ -195,5 +202,8 @@ def check_values(model: GlassModel, name: str) -> None:
         raise TypeError(f"{where}: invariance {model.invariance!r} is not one of {known}")
     if model.output_level not in set(OutputLevel):
         raise TypeError(f"{where}: output_level {model.output_level!r} is not one of node, graph")
+    prefixes = model.decoder_prefixes
+    if not (isinstance(prefixes, tuple) and prefixes and all(isinstance(p, str) and p for p in prefixes)):
+        raise TypeError(f"{where}: decoder_prefixes must be a non-empty tuple of names, got {prefixes!r}")
     if model.supports(Ability.CLOSED_FORM_FIT) and depth != 0:
         raise TypeError(f"{where}: {Ability.CLOSED_FORM_FIT} needs num_message_passing 0, got {depth}")

@@ -86,6 +86,7 @@ class EGNNLayer(nn.Module):
 class EGNN(GlassModel):
     invariance = Invariance.SO3
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("decoder",)  # the MLP after the last EGNN layer
 
     def __init__(self, config: EGNNConfig):
         super().__init__()

@@ -58,6 +58,7 @@ class GCNConfig(ModelConfig):
 class GCN(GlassModel):
     invariance = Invariance.SO3
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("decoder",)  # the MLP after the last graph convolution
     abilities = frozenset({Ability.LAYERS, Ability.SUBGRAPH_CONTEXT})
 
     def __init__(self, config: GCNConfig):

@@ -202,6 +202,7 @@ class EdgeConcatLayer(nn.Module):
 class GCNEdge(GlassModel):
     invariance = Invariance.NONE
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("decoder",)  # the MLP after the last layer
 
     def __init__(self, config: GCNEdgeConfig):
         super().__init__()

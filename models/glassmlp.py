@@ -50,6 +50,11 @@ class GlassMLP(GlassModel):
         dims = [config.in_dim, config.bottleneck_dim, *config.hidden_dims, config.out_dim]
         self.net = mlp(dims, activation=nn.ELU)
 
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """The output layer, the last of ``net`` (``net.4`` with the paper's widths)."""
+        return (f"net.{len(self.net) - 1}",)
+
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:

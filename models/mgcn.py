@@ -80,6 +80,7 @@ class MultiLevelInteraction(nn.Module):
 class MGCN(GlassModel):
     invariance = Invariance.SO3
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("readout",)  # the per-particle MLP on the concatenated levels
     abilities = frozenset({Ability.NODE_EMBEDDING})
 
     def __init__(self, config: MGCNConfig):

@@ -35,6 +35,11 @@ class MLP(GlassModel):
         super().__init__()
         self.net = mlp([config.in_dim, *config.hidden_dims, config.out_dim])
 
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """The output layer, the last of ``net`` (``net.4`` with two hidden layers)."""
+        return (f"net.{len(self.net) - 1}",)
+
     def forward(
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -92,6 +92,7 @@ class NeighbourOuterSum(torch.autograd.Function):
 class MPNN(GlassModel):
     invariance = Invariance.SO3
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("readout",)  # the MLP after the last GRU step
 
     def __init__(self, config: MPNNConfig):
         super().__init__()

@@ -152,6 +152,16 @@ class GraphLevelModel(GlassModel):
     def abilities(self) -> frozenset[Ability]:
         return self.node_model.abilities & {Ability.TRAINING_CACHE}
 
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """Everything after the last message-passing layer: the node model's decoder, then the
+        attention gate of the readout and the head when there are."""
+        after = [
+            *(["readout"] if self.readout.attention is not None else []),
+            *(["head"] if self.head else []),
+        ]
+        return (*(f"node_model.{p}" for p in self.node_model.decoder_prefixes), *after)
+
     def release_cache(self) -> None:
         """The node model's :meth:`models.contract.GlassModel.release_cache`."""
         self.node_model.release_cache()

@@ -91,6 +91,7 @@ class Ridge(GlassModel):
     num_message_passing = 0
     invariance = Invariance.SO3  # as invariant as its inputs: the descriptors are
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("linear",)  # its one layer; fitted in closed form, never fine-tuned
     abilities = frozenset({Ability.CLOSED_FORM_FIT})
     required_fields = ("descriptors",)
 

@@ -174,6 +174,7 @@ class Interaction(nn.Module):
 class SchNet(GlassModel):
     invariance = Invariance.SO3
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("output",)  # the atom-wise MLP after the last interaction block
     abilities = frozenset({Ability.LAYERS, Ability.BLOCKS})  # forward_layers also takes DGL blocks
 
     def __init__(self, config: SchNetConfig):

@@ -113,6 +113,7 @@ class Convolution(nn.Module):
 class SE3Net(GlassModel):
     invariance = Invariance.SO3
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("output",)  # the linear map of the last layer's features to the invariant output
 
     def __init__(self, config: SE3Config):
         super().__init__()

@@ -254,6 +254,7 @@ def _egat_allowing_isolated(
 @register_model("symgnn", SymGNNConfig)
 class SymGNN(GlassModel):
     output_level = OutputLevel.NODE
+    decoder_prefixes = ("decoder",)  # the MLP (with batch norm) after the last attention layer
     # The fast path's training steps reuse one edge activation buffer per layer (ActivationStore).
     abilities = frozenset({Ability.TRAINING_CACHE})
 
@@ -304,9 +305,11 @@ class SymGNN(GlassModel):
     def symmetrised_edges(self, disp: torch.Tensor) -> torch.Tensor:
         """[n_edges, 3] displacements -> [n_edges, hidden_dim] summed encodings over the transform set."""
         transforms = self.transforms.to(disp.dtype)
-        if self.transform_set == "random" and self.training:
+        # The encoder's own mode, not the model's: a frozen encoder (glassgnn.fine_tune) stays in
+        # evaluation mode while the decoder trains.
+        if self.transform_set == "random" and self.edge_encoder.training:
             transforms = random_rotations(self.num_random, device=disp.device).to(disp.dtype)
-        if self.fast and self.training and not disp.requires_grad:
+        if self.fast and self.edge_encoder.training and not disp.requires_grad:
             lin1, norm1, _, lin2, norm2, _ = self.edge_encoder
             out, stats = SymmetrisedEncoder.apply(
                 disp, transforms, *_params(lin1, norm1, lin2, norm2), norm1.eps, norm2.eps
@@ -351,8 +354,10 @@ class SymGNN(GlassModel):
         h = self.node_encoder(feat)
         e = self.symmetrised_edges(disp[edges.order])
         for layer in self.layers:
-            h, e = layer.lean(edges, h, e, weight) if self.training else layer.inference(edges, h, e, weight)
+            # Each layer's own mode: under a training model, a layer in evaluation mode is frozen
+            # (glassgnn.fine_tune), and so is everything before it: no gradient flows through it.
+            h, e = layer.lean(edges, h, e, weight) if layer.training else layer.inference(edges, h, e, weight)
             h = self.dropout(h)
-            if self.training and not layer.last:
+            if self.dropout.training and not layer.last:
                 e = edges.dropout_(e, self.dropout.p)  # e is the layer's fresh output
         return self.decoder(h)
