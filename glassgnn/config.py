@@ -156,6 +156,26 @@ class TrainConfig:
         f"({'|'.join(READOUT_OPS)}), hidden_dim, head_dims, use_mask (models.readout.ReadoutConfig); "
         "merged key by key: built-in < global < model section < --readout KEY=VALUE ...",
     )
+    init_from: str | None = _f(
+        None,
+        "fine-tune: a finished run directory whose validation-selected weights this run starts from "
+        "(same model, hyperparameters, node inputs and graph parameters, checked before anything is "
+        "written); targets are standardised with this dataset's training split, as in any run "
+        "(glassgnn.fine_tune)",
+    )
+    init_sha256: str | None = _f(
+        None,
+        "sha256 of the weights --init_from loads: recorded by the run in config.yaml; when set "
+        "(--config or --resume of a fine-tuned run) the run's weights must still have it",
+    )
+    freeze: bool = _f(
+        False,
+        "with --init_from: train only the decoder (the model's decoder_prefixes: bapst, egnn, gcn, "
+        "gcn_edge, symgnn: decoder; schnet, se3: output; mgcn, mpnn: readout; cgcnn: head, and pool "
+        "when it pools; mlp, glassmlp: the last layer of net; with baseline ridge also its gate, in a "
+        "graph task also readout and head); the rest keeps the loaded weights, is left out of the "
+        "optimiser and runs in evaluation mode (batch norm on its running statistics, no dropout)",
+    )
     augment: str = _f("none", "random rotations of disp during training", choices=AUGMENTS)
     type_encoding: str = _f("onehot", "particle type input", choices=TYPE_ENCODINGS)
     node_fields: tuple[str, ...] = _f((), "extra per-atom input fields (names of manifest extra_fields)")

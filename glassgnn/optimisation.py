@@ -18,9 +18,10 @@ def make_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, obje
         model: the module whose parameters are optimised.
         cfg: the run's configuration (learning rate, schedule and their keys).
     """
-    opt = torch.optim.Adam(
-        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
-    )
+    # --freeze: only the decoder takes steps. Otherwise every parameter, trainable or not (the
+    # ridge floor of a baseline run), as the optimiser states of earlier checkpoints hold them.
+    params = [p for p in model.parameters() if p.requires_grad] if cfg.freeze else model.parameters()
+    opt = torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
     kind, warmup = cfg.scheduler, cfg.warmup_epochs
     if kind == "plateau":
         if warmup:

@@ -49,6 +49,7 @@ from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import metrics_row, selection_value
 from glassgnn.fileio import OutputExistsError, write_text
 from glassgnn.final_evaluation import finish
+from glassgnn.fine_tune import start_from_run
 from glassgnn.manifest import Manifest
 from glassgnn.optimisation import make_ema, make_optimizer, retarget_schedule
 from glassgnn.run import build_network
@@ -260,7 +261,7 @@ def check_run(
             f"model {resolved.model_name} cannot be built with {dict(resolved.model)} "
             f"({type(exc).__name__}: {exc})"
         ) from None
-    return task, resolved, module
+    return task, start_from_run(resolved, module, manifest), module  # --init_from, --freeze
 
 
 def _closed_form(model_name: str) -> bool:
@@ -426,7 +427,7 @@ def _start(
         loop = _restore(out, module, opt, sched, cfg, info, ema)
     else:
         loop = _new_loop()
-        if cfg.baseline == "ridge":
+        if cfg.baseline == "ridge" and cfg.init_from is None:  # a fine-tuned run keeps its floor
             fit_closed_form(module.ridge, task, cfg, device, info)
             LOG.info("baseline: ridge with alpha %g (chosen on val)", float(module.ridge.alpha))
     train_split, n_train_eval = _train_eval_split(task, cfg)
