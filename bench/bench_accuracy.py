@@ -24,65 +24,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import VARIANTS, Variant, construct, ka_args, mean_std, metrics_rows, train_run  # noqa: E402
+
 CUZR = REPO.parent / "shared" / "data" / "cuzr_symgnn"
 KA = REPO / "datasets" / "ka_T0.64"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A model and the train.py flags that make it (``train.conf.yaml`` supplies the rest)."""
-
-    name: str
-    model: str
-    flags: tuple[str, ...] = ()
-
-    @property
-    def reads_descriptors(self) -> bool:
-        return self.model in ("ridge", "glassmlp") or "--recipe" in self.flags
-
-
-DESC = ("--recipe", "cpu")  # train.conf.yaml recipes.cpu: descriptors in, ridge baseline, warm-up
-VARIANTS = {
-    v.name: v
-    for v in [
-        Variant("ridge", "ridge"),
-        Variant("glassmlp", "glassmlp"),
-        Variant("bapst", "bapst"),
-        Variant("bapst+desc", "bapst", DESC),
-        Variant("schnet", "schnet"),
-        Variant("schnet+desc", "schnet", DESC),
-        Variant("symgnn", "symgnn"),
-        Variant("symgnn+desc", "symgnn", DESC),
-    ]
-}
+DEFAULT_VARIANTS = (
+    "ridge",
+    "glassmlp",
+    "bapst",
+    "bapst+desc",
+    "schnet",
+    "schnet+desc",
+    "symgnn",
+    "symgnn+desc",
+)
 BUDGETS = (1, 5, 15, 30, 60)  # CPU minutes
 QUICK = {"variants": ("ridge", "glassmlp", "bapst+desc"), "budgets": (0.5, 1), "seeds": (0,)}
-
-
-def _construct(args: list[str]) -> float:
-    """Run construct_graph.py in a fresh one-thread process; returns its CPU seconds."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = os.times()
-    subprocess.run(
-        [sys.executable, str(REPO / "construct_graph.py"), *args],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    end = os.times()
-    return (end.children_user - start.children_user) + (end.children_system - start.children_system)
 
 
 def build_datasets(work: Path, names: list[str]) -> dict[str, dict]:
@@ -96,26 +62,20 @@ def build_datasets(work: Path, names: list[str]) -> dict[str, dict]:
             "--cutoff",
             "5.0",
         ],
-        "ka": [
-            "--train",
-            *[str(KA / f"config_{i:04d}.pickle") for i in range(12)],
-            "--val",
-            *[str(KA / f"config_{i:04d}.pickle") for i in (12, 13)],
-            "--format",
-            "bapst",
-            "--time_index",
-            "6",
-            "--cutoff",
-            "2.0",
-        ],
+        "ka": ka_args(
+            [KA / f"config_{i:04d}.pickle" for i in range(12)],
+            [KA / f"config_{i:04d}.pickle" for i in (12, 13)],
+            test=[],
+            time_index=6,
+        ),
     }
     out = {}
     for name in names:
         directory = work / f"data_{name}"
         record = work / f"data_{name}.json"
         if not record.exists():
-            plain = _construct([*specs[name], "--output_dir", str(work / f"plain_{name}"), "--overwrite"])
-            full = _construct([*specs[name], "--descriptors", "--output_dir", str(directory), "--overwrite"])
+            plain = construct([*specs[name], "--output_dir", str(work / f"plain_{name}"), "--overwrite"])
+            full = construct([*specs[name], "--descriptors", "--output_dir", str(directory), "--overwrite"])
             record.write_text(json.dumps({"descriptor_cpu_s": max(0.0, full - plain)}))
         out[name] = {"dir": directory, **json.loads(record.read_text())}
     return out
@@ -128,43 +88,8 @@ def run_variant(
 
     A finished run in ``out`` is read, not repeated; an interrupted one is resumed.
     """
-    if not (out / "results.json").exists():
-        # an interrupted run continues (same seed stream); anything else starts again
-        again = "--resume" if (out / "last.pt").exists() else "--overwrite"
-        cmd = [
-            sys.executable,
-            str(REPO / "train.py"),
-            "--model_name",
-            variant.model,
-            "--dataset_dir",
-            str(data["dir"]),
-            "--output_dir",
-            str(out),
-            again,
-            "--seed",
-            str(seed),
-            "--max_cpu_time",
-            str(budget_s),
-            "--max_epoch",
-            "1000000",
-            "--patience",
-            "1000000",
-            "--no-save_results",
-            *variant.flags,
-        ]
-        log = out.with_suffix(".log")
-        with log.open("w") as handle:
-            subprocess.run(
-                cmd,
-                check=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-    lines = (out / "metrics.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
+    train_run(variant, data["dir"], seed, budget_s, out)
+    rows = metrics_rows(out)
     extra = data["descriptor_cpu_s"] if variant.reads_descriptors else 0.0
     return [(float(r["cpu_s"]) + extra, float(r["val_pearson"])) for r in rows]
 
@@ -188,19 +113,7 @@ def table(results: dict, budgets: tuple[float, ...]) -> str:
     lines = [head, "|" + "---|" * (len(budgets) + 2)]
     for data, variants in results.items():
         for name, curves in variants.items():
-            cells = []
-            for b in budgets:
-                values = np.array([best_by(c, 60 * b) for c in curves.values()])
-                values = values[np.isfinite(values)]
-                cells.append(
-                    "—"
-                    if len(values) == 0
-                    else (
-                        f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
-                        if len(values) > 1
-                        else f"{values[0]:.3f}"
-                    )
-                )
+            cells = [mean_std([best_by(c, 60 * b) for c in curves.values()]) for b in budgets]
             lines.append(
                 f"| {data} | {name} ({len(curves)} seed{'s' * (len(curves) > 1)}) | "
                 + " | ".join(cells)
@@ -247,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK} on both data sets")
     parser.add_argument("--datasets", nargs="+", default=["cuzr", "ka"], choices=["cuzr", "ka"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS), help="CPU minutes")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_accuracy"), help="runs and data")
