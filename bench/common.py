@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from models.models import model_config_keys, model_names
 
 REPO = Path(__file__).resolve().parents[1]
 KA_CUTOFF = 2.0  # sigma: the Kob-Andersen graphs of both benches
@@ -82,6 +85,19 @@ def ka_args(train: Sequence[Path], val: Sequence[Path], test: Sequence[Path], ti
     return [*args, *KA_GRAPH_ARGS, "--time_index", str(time_index)]
 
 
+def conf_at_cutoff(source: Path, dest: Path, cutoff: float) -> Path:
+    """Write ``source`` (a train.conf.yaml) to ``dest`` with the ``cutoff`` hyperparameter of every
+    model that has one (schnet, mpnn, mgcn, se3: their radial bases end there) set to the graphs'
+    ``cutoff``; returns ``dest``."""
+    data = yaml.safe_load(source.read_text())
+    for name in model_names():
+        if "cutoff" in model_config_keys(name):
+            data[name] = {**(data.get(name) or {}), "cutoff": cutoff}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
 def train_run(
     variant: Variant,
     dataset_dir: Path,
@@ -139,12 +155,18 @@ def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
     return [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± sample std`` of the finite values (one value alone; "—" for none)."""
+def finite_stats(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation of the finite values, and how many there are (NaN for
+    a mean of none or a deviation of fewer than two)."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
-    if len(finite) == 0:
+    mean = float(finite.mean()) if len(finite) else float("nan")
+    return mean, float(finite.std(ddof=1)) if len(finite) > 1 else float("nan"), len(finite)
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± sample std`` of the finite values (one value alone; "—" for none)."""
+    mean, std, n = finite_stats(values)
+    if n == 0:
         return "—"
-    if len(finite) == 1:
-        return f"{finite[0]:.3f}"
-    return f"{finite.mean():.3f} ± {finite.std(ddof=1):.3f}"
+    return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
