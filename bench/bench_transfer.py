@@ -30,8 +30,10 @@ test: T's own), all with the same budget: from scratch, ``--init_from`` the sour
 ``--init_from`` with ``--freeze`` (a closed-form model: scratch only). Writes
 ``WORK/fine_tune_T<T>_n<n>.csv``, ``.md`` and ``.json``.
 
-Finished runs are kept: rerunning continues a killed study (an interrupted run resumes).
-``--report`` trains nothing and tabulates the finished runs.
+Finished runs are kept: rerunning continues a killed study (an interrupted run resumes), and
+more models, seeds or temperatures can be added later. A work folder holds one time index, split
+and budget (``WORK/settings.json``; another is refused). ``--report`` trains nothing and
+tabulates the finished runs.
 """
 
 from __future__ import annotations
@@ -370,6 +372,15 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.fine_tune_at and not 0 < args.n_configs <= args.split[0]:
         parser.error(f"--n_configs must be between 1 and the {args.split[0]} training configurations")
+    # finished runs are reused, so one work folder holds one setting of what they depend on
+    settings = {"time_index": args.time_index, "split": args.split, "max_cpu_time": args.max_cpu_time}
+    recorded = args.work / "settings.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        parser.error(
+            f"{args.work} holds runs made with {recorded.read_text().strip()}; choose another --work"
+        )
+    args.work.mkdir(parents=True, exist_ok=True)
+    write_json(recorded, settings)
     torch.set_num_threads(1)  # the evaluations in this process, like the runs, on one thread
     start = time.perf_counter()
     conf = conf_at_cutoff(args.model_config_path, args.work / "train.conf.yaml", KA_CUTOFF)

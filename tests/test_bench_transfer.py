@@ -54,3 +54,5 @@ def test_matrix_fine_tuning_and_a_rerun_that_trains_nothing(tmp_path):
     assert bench_transfer.main([*common, "--fine_tune_at", "0.70", "--fine_tune_from", "0.60"]) == tuned
     assert {p: p.stat().st_mtime_ns for p in work.glob("runs/**/results.json")} == finished
     assert bench_transfer.main([*common, "--train_at", "0.60", "--report"]) == matrix
+    with pytest.raises(SystemExit):  # finished runs of another budget are not mixed in
+        bench_transfer.main([*common, "--max_cpu_time", "3"])
