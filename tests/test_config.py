@@ -91,7 +91,8 @@ def test_resolved_file_layout_and_errors(tmp_path):
         load_resolved(tmp_path / "bad.yaml")
 
 
-# config.yaml of a graph run as train.py wrote it before the configuration was typed.
+# config.yaml of a graph run as train.py wrote it before the configuration was typed (plus the
+# fine-tuning keys init_from, init_sha256 and freeze, added since).
 WRITTEN = """\
 model_name: mlp
 recipe: null
@@ -125,6 +126,9 @@ readout:
   hidden_dim: 0
   head_dims: []
   use_mask: false
+init_from: null
+init_sha256: null
+freeze: false
 augment: none
 type_encoding: onehot
 node_fields: [cn]
