@@ -146,6 +146,10 @@ class Study:
             construct([*args, "--descriptors", "--output_dir", str(out)])
         return out
 
+    def trained_at(self, name: str, label: str, seed: int) -> Path:
+        """Run directory of variant ``name`` trained on temperature ``label``'s full training split."""
+        return self.work / "runs" / name / f"T{label}" / f"seed_{seed}"
+
     def run(
         self, variant: Variant, data: Path, seed: int, out: Path, extra: Sequence[str] = ()
     ) -> Path | None:
@@ -191,9 +195,7 @@ def matrix_study(
         for at in train_at:
             data = study.dataset(f"T{at}", temps[at].train, temps[at])
             for seed in study.seeds:
-                done = study.run(
-                    VARIANTS[name], data, seed, study.work / "runs" / name / f"T{at}" / f"seed_{seed}"
-                )
+                done = study.run(VARIANTS[name], data, seed, study.trained_at(name, at, seed))
                 if done is None:
                     continue
                 for tested, r in study.pearson_at(done, list(temps.values())).items():
@@ -220,9 +222,7 @@ def fine_tune_study(
         variant = VARIANTS[name]
         root = study.work / "runs" / name / f"T{target.label}_n{n}_from{source.label}"
         for seed in study.seeds:
-            origin = study.run(
-                variant, full, seed, study.work / "runs" / name / f"T{source.label}" / f"seed_{seed}"
-            )
+            origin = study.run(variant, full, seed, study.trained_at(name, source.label, seed))
             runs = {
                 "zero_shot": origin,
                 "scratch": study.run(variant, few, seed, root / "scratch" / f"seed_{seed}"),

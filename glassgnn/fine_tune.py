@@ -110,7 +110,8 @@ def start_from_run(resolved: ResolvedConfig, module: GlassModel, manifest: Manif
     if resolved.init_sha256 not in (None, digest):
         raise ConfigError(
             f"{where}: its selected weights have sha256 {digest}, not the init_sha256 "
-            f"{resolved.init_sha256} this run was configured with (the run changed since)"
+            f"{resolved.init_sha256} this run was configured with (the run changed since, or the "
+            f"configuration came from another run: to start from these weights, add --init_sha256 {digest})"
         )
     if resolved.freeze:
         freeze_all_but_decoder(module, where)
@@ -166,7 +167,7 @@ def freeze_all_but_decoder(module: GlassModel, where: str = "--freeze") -> list[
         what = "every parameter" if not frozen else "no parameter"
         raise ConfigError(f"{where}: the decoder {prefixes} of {type(module).__name__} holds {what}")
     for name, param in module.named_parameters():
-        param.requires_grad_(name not in frozen)
+        param.requires_grad_(in_decoder(name, prefixes))
     module.register_forward_pre_hook(partial(_frozen_in_eval, names=_frozen_modules(module, prefixes)))
     return frozen
 

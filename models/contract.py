@@ -20,7 +20,8 @@ about a model is discovered by probing its attributes: it states
 - ``required_fields`` (optional, default none): extra node fields among the inputs that
   the model needs, e.g. ``("descriptors",)`` for the descriptor models.
 
-The first four are class attributes or, when they depend on the config, properties;
+``num_message_passing``, ``invariance``, ``output_level`` and ``decoder_prefixes`` are class
+attributes or, when they depend on the config, properties;
 ``abilities`` is one frozenset per class (what a model can do does not depend on its config).
 :class:`models.readout.GraphLevelModel`, which wraps a registered model, takes its
 declarations from the model it wraps.
