@@ -304,13 +304,14 @@ def write_fine_tune(results: dict, work: Path, stem: str, title: str) -> str:
 
 def plot_matrix(results: dict, path: Path) -> None:
     """One panel per variant: Pearson r against the tested temperature, a line per training
-    temperature (mean ± std over seeds; the in-temperature point ringed)."""
+    temperature (mean ± std over seeds; the in-temperature point ringed). One y axis for all
+    panels, so that models compare at a glance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False, sharey=True)
     for ax, (name, rows) in zip(axes[0], results.items(), strict=True):
         for k, (at, cells) in enumerate(rows.items()):
             tested = sorted(cells, key=float)
@@ -327,9 +328,9 @@ def plot_matrix(results: dict, path: Path) -> None:
             if at in cells:
                 ax.plot(float(at), finite_stats(cells[at])[0], "o", ms=12, mfc="none", color=f"C{k}")
         ax.set_xlabel("tested at T")
-        ax.set_ylabel("Pearson r (type A, test)")
         ax.set_title(name)
         ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("Pearson r (type A, test)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
