@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from glassgnn import outputs
 from models.models import model_config_keys, model_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,9 +151,7 @@ def train_run(
 
 def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
     """The rows of a run's metrics.csv, as strings keyed by column."""
-    lines = (run_dir / "metrics.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    return [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
+    return outputs.read_metrics_csv(run_dir / outputs.METRICS)
 
 
 def finite_stats(values: Sequence[float]) -> tuple[float, float, int]:

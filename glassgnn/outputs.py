@@ -131,6 +131,12 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
+def read_metrics_csv(path: Path) -> list[dict[str, str]]:
+    """The rows :func:`write_metrics_csv` wrote, as strings keyed by column."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def prediction_arrays(
     preds: list[np.ndarray], graphs: list, columns: list[int], sources: list[dict]
 ) -> dict[str, np.ndarray]:
