@@ -26,7 +26,6 @@ from pathlib import Path
 import dgl
 import torch
 import tqdm
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -41,6 +40,7 @@ from glassgnn.config import (
     ConfigError,
     ResolvedConfig,
     dump,
+    load_resolved,
     model_hparams,
     readout_config,
 )
@@ -134,8 +134,10 @@ def _stop_reason(loop: dict, cfg: ResolvedConfig, epoch: int, elapsed: float) ->
 
 def _check_resume(out: Path, config: ResolvedConfig) -> None:
     """A resumed run keeps its settings; only runtime keys and larger budgets may differ."""
-    # Compared as written: a key the saved file lacks differs from any value of it.
-    saved = yaml.safe_load((out / outputs.CONFIG).read_text())
+    # A training key the saved file lacks takes its built-in default, as when the run started:
+    # keys are added with defaults that keep the earlier behaviour, so runs made before a key
+    # existed (e.g. ``freeze``) can still be continued. Model hyperparameters compare as written.
+    saved = load_resolved(out / outputs.CONFIG).to_dict()
     resolved = config.to_dict()
     ignore = {*RUNTIME_KEYS, *BUDGET_KEYS, "num_exp"}
     differ = sorted(

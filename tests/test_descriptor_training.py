@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import construct_graph
 import predict
@@ -186,6 +187,17 @@ def test_finished_run_continues_with_a_larger_budget_as_if_never_stopped(dataset
     data = load_dataset(out)
     long = fit(_cfg(out, max_epoch=6, eval_interval=2), *data, tmp_path / "long")
     fit(_cfg(out, max_epoch=4, eval_interval=2), *data, tmp_path / "short")
+    # a run written before a key existed: the missing key takes its built-in default, which
+    # keeps the old behaviour, so the run continues; one whose default differs is refused
+    config = tmp_path / "short" / "config.yaml"
+    written = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({k: v for k, v in written.items() if k not in ("freeze", "init_from")}))
+    ema = _cfg(out, max_epoch=6, eval_interval=2, ema_decay=0.5)
+    config.write_text(
+        yaml.safe_dump({k: v for k, v in yaml.safe_load(config.read_text()).items() if k != "ema_decay"})
+    )
+    with pytest.raises(Exception, match="ema_decay differs"):
+        fit(ema, *data, tmp_path / "short", resume=True)
     with pytest.raises(Exception, match="nothing to resume"):
         fit(_cfg(out, max_epoch=4, eval_interval=2), *data, tmp_path / "short", resume=True)
     more = fit(_cfg(out, max_epoch=6, eval_interval=2), *data, tmp_path / "short", resume=True)
