@@ -23,9 +23,12 @@ Writes ``OUT/results.json`` (every curve), ``OUT/table.md`` and ``OUT/curves.png
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +97,25 @@ def run_variant(
     return [(float(r["cpu_s"]) + extra, float(r["val_pearson"])) for r in rows]
 
 
+def run_budget_min(run: Path) -> float:
+    """The CPU budget in minutes of a run folder named ``DATA_VARIANT_bMINUTES_sSEED``."""
+    return float(run.name.rsplit("_b", 1)[1].split("_s")[0])
+
+
+def start_from_shorter(run: Path) -> None:
+    """Fill the new folder ``run`` with a copy of the longest finished run of the same data set,
+    variant and seed with a smaller budget, if there is one: train.py then continues it to the
+    larger budget instead of training the first minutes again (:func:`bench.common.train_run`)."""
+    prefix, seed = run.name.rsplit("_b", 1)[0], run.name.rsplit("_s", 1)[1]
+    shorter = [
+        r
+        for r in run.parent.glob(f"{glob.escape(prefix)}_b*_s{seed}")
+        if (r / "results.json").exists() and run_budget_min(r) < run_budget_min(run)
+    ]
+    if shorter:
+        shutil.copytree(max(shorter, key=run_budget_min), run)
+
+
 def best_by(curve: dict, budget_s: float) -> float:
     """Validation Pearson of the checkpoint selected on validation within ``budget_s``; NaN when
     the run saw no evaluation by then, or stopped at a smaller budget than ``budget_s``.
@@ -143,7 +165,8 @@ def plot(results: dict, path: Path) -> None:
             end = max(min(c["limit_s"], max(t for t, _ in c["points"])) for c in curves.values())
             grid = np.geomspace(0.05, end / 60 + 1e-9, 60)
             ys = np.array([[best_by(c, 60 * g) for g in grid] for c in curves.values()])
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # budgets no seed reached: NaN, not drawn
+                warnings.simplefilter("ignore", RuntimeWarning)
                 ax.plot(grid, np.nanmean(ys, 0), color=colour, lw=2, label=name)
             first = next(iter(curves.values()))["points"]
             ax.plot([t / 60 for t, _ in first], [v for _, v in first], color=colour, lw=0.7, alpha=0.5)
@@ -188,8 +211,10 @@ def main(argv: list[str] | None = None) -> dict:
                     ]
                     if not done:
                         continue
-                    run = max(done, key=lambda r: float(r.name.rsplit("_b", 1)[1].split("_s")[0]))
-                budget_s = float(run.name.rsplit("_b", 1)[1].split("_s")[0]) * 60
+                    run = max(done, key=run_budget_min)
+                elif not run.exists() and not VARIANTS[name].closed_form:
+                    start_from_shorter(run)
+                budget_s = run_budget_min(run) * 60
                 points = run_variant(VARIANTS[name], data, seed, budget_s, run)
                 limit = float("inf") if VARIANTS[name].model == "ridge" else budget_s  # closed form: done
                 curve = {"limit_s": limit, "points": points}

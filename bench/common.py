@@ -111,14 +111,16 @@ def train_run(
     """Train ``variant`` into ``out`` with ``train.py`` in a fresh one-thread process, for
     ``budget_s`` CPU seconds (epochs and patience unbounded); its output goes to ``out.log``.
 
-    A finished run in ``out`` is kept; an interrupted one is resumed (same seed stream);
-    anything else starts again.
+    A finished run in ``out`` is kept, or continued when it had a smaller CPU budget (train.py
+    ``--resume`` with the larger ``--max_cpu_time``: same seed stream, so the curve is the one a
+    run started with the larger budget gives); an interrupted one is resumed; anything else
+    starts again.
 
     Args:
         extra: more train.py flags (e.g. ``--init_from RUN``).
         conf: train.conf.yaml to read (default: the repository's).
     """
-    if (out / "results.json").exists():
+    if (out / outputs.RESULTS).exists() and (variant.closed_form or run_budget(out) >= budget_s):
         return
     again = "--resume" if (out / "last.pt").exists() else "--overwrite"
     cmd = [
@@ -147,6 +149,12 @@ def train_run(
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.with_suffix(".log").open("w") as handle:
         subprocess.run(cmd, check=True, env=ONE_THREAD, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def run_budget(run_dir: Path) -> float:
+    """The CPU budget (s) a run was trained with, from its ``config.yaml`` (0 = unlimited)."""
+    budget = float(yaml.safe_load((run_dir / outputs.CONFIG).read_text())["max_cpu_time"])
+    return budget if budget > 0 else float("inf")
 
 
 def metrics_rows(run_dir: Path) -> list[dict[str, str]]:

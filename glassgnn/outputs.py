@@ -29,6 +29,11 @@ METRICS = "metrics.csv"  # one row per evaluation
 LEARNING_CURVES = "learning_curves.png"
 
 
+def segment_results(segment: int) -> str:
+    """Where a finished run's results.json goes when a larger budget continues it (segment 1, 2, ...)."""
+    return f"results.segment{segment}.json"
+
+
 def predictions_file(split: str) -> str:
     """``predictions_{split}.npz``: the selected model's predictions on ``split``."""
     return f"predictions_{split}.npz"

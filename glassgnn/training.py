@@ -17,6 +17,7 @@ continues a killed run to the same result as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -301,6 +302,8 @@ def _restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo,
                 "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"
             )
         LOG.info("continuing the finished run (%s) from epoch %d", loop["stopped"], loop["epoch"])
+        if info.is_main and (out / outputs.RESULTS).exists():  # unfinished again until this segment ends
+            os.replace(out / outputs.RESULTS, out / outputs.segment_results(loop["segment"]))
         loop.update(stopped=False, segment=loop["segment"] + 1)
     LOG.info("resumed from %s at epoch %d", out / outputs.LAST, loop["epoch"])
     return loop

@@ -200,6 +200,22 @@ def test_finished_run_continues_with_a_larger_budget_as_if_never_stopped(dataset
         fit(ema, *data, tmp_path / "short", resume=True)
     with pytest.raises(Exception, match="nothing to resume"):
         fit(_cfg(out, max_epoch=4, eval_interval=2), *data, tmp_path / "short", resume=True)
+    first = json.loads((tmp_path / "short" / "results.json").read_text())
+
+    def interrupt(epoch):
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a continuation stopped half-way is not a finished run
+        fit(
+            _cfg(out, max_epoch=6, eval_interval=2),
+            *data,
+            tmp_path / "short",
+            resume=True,
+            on_epoch_end=interrupt,
+        )
+    assert not (tmp_path / "short" / "results.json").exists()
+    assert json.loads((tmp_path / "short" / "results.segment1.json").read_text()) == first
     more = fit(_cfg(out, max_epoch=6, eval_interval=2), *data, tmp_path / "short", resume=True)
     assert more["metrics"] == long["metrics"]
     rows = _rows(tmp_path / "short" / "metrics.csv")
