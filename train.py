@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the unfinished run in --output_dir from its last.pt and config.yaml (default: off)",
+        help="continue the run(s) in --output_dir from last.pt and config.yaml: an unfinished run, or a "
+        "finished one given a larger --max_epoch, --max_time, --max_cpu_time or --patience (default: off)",
     )
     parser.add_argument(
         "--overwrite",

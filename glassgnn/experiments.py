@@ -21,7 +21,7 @@ from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS, summarise
 from glassgnn.readers import ReaderError
 from glassgnn.task_kind import task_kind
-from glassgnn.training import check_run, fit
+from glassgnn.training import check_resume, check_run, fit, stops_at_once
 
 SUMMARY = "summary.json"
 
@@ -48,15 +48,21 @@ def run_experiments(
     out = Path(output_dir)
     check_run(cfg, graphs, manifest)  # a bad setting fails before any folder is made
     if info.is_main:
-        if (out / SUMMARY).exists() and not overwrite:
-            raise OutputExistsError(f"{out} holds finished experiments; pass --overwrite to replace them")
+        if (out / SUMMARY).exists() and not (overwrite or resume):
+            raise OutputExistsError(
+                f"{out} holds finished experiments; pass --overwrite to replace them, or --resume with a "
+                "larger budget to continue them"
+            )
+        if resume and (out / outputs.CONFIG).exists():
+            check_resume(out, cfg)
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / outputs.CONFIG, dump(cfg))
     barrier(info)
     runs = []
     for seed in range(cfg.seed, cfg.seed + cfg.num_exp):
         run_dir = out / f"seed_{seed}"
-        if resume and (run_dir / outputs.RESULTS).exists():
+        finished = (run_dir / outputs.RESULTS).exists()
+        if resume and finished and stops_at_once(run_dir, replace(cfg, seed=seed)):
             runs.append(json.loads((run_dir / outputs.RESULTS).read_text()))
             continue
         again = resume and (run_dir / outputs.LAST).exists()

@@ -133,7 +133,7 @@ def _stop_reason(loop: dict, cfg: ResolvedConfig, epoch: int, elapsed: float) ->
     return False
 
 
-def _check_resume(out: Path, config: ResolvedConfig) -> None:
+def check_resume(out: Path, config: ResolvedConfig) -> None:
     """A resumed run keeps its settings; only runtime keys and larger budgets may differ."""
     # A training key the saved file lacks takes its built-in default, as when the run started:
     # keys are added with defaults that keep the earlier behaviour, so runs made before a key
@@ -155,6 +155,14 @@ def _check_resume(out: Path, config: ResolvedConfig) -> None:
         shrinks = new != 0 and (old == 0 or new < old) if unlimited_when_zero else new < old
         if old is not None and new != old and shrinks:
             raise ConfigError(f"--resume: {key} {new} is smaller than the run's {old}; budgets may only grow")
+
+
+def stops_at_once(run_dir: Path, cfg: ResolvedConfig) -> str | bool:
+    """Why the run in ``run_dir`` would stop at once under ``cfg``'s budgets (a truthy message),
+    or False when ``--resume`` with ``cfg`` has epochs to train (an unfinished run, or a finished
+    one whose budget was raised)."""
+    loop = {**_new_loop(), **load_checkpoint(run_dir / outputs.LAST)["loop"]}
+    return loop["stopped"] and _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"])
 
 
 def _check_fields(cfg: ResolvedConfig) -> None:
@@ -206,7 +214,7 @@ def fit(
     if info.is_main:
         old = outputs.prepare_output_dir(out, resume, overwrite)
         if resume:
-            _check_resume(out, resolved)
+            check_resume(out, resolved)
             write_text(out / outputs.CONFIG, dump(resolved))  # the budget may have grown
         else:
             write_text(out / outputs.CONFIG, dump(resolved))
@@ -295,8 +303,7 @@ def _restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo,
     set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
     loop = {**_new_loop(), **state["loop"]}
     if loop["stopped"]:
-        reason = _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"])
-        if reason:
+        if reason := _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"]):
             raise OutputExistsError(
                 f"{out} holds a finished run; nothing to resume ({reason}): raise --max_epoch, "
                 "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"

@@ -187,6 +187,11 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys, flags, message):
     assert re.search(message, err), err
 
 
+def _same_json(a, b) -> bool:
+    """Equal as written to JSON (NaN equals NaN there)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def test_repeated_seeds_write_mean_and_std(tmp_path):
     dataset = write_dataset(tmp_path / "ds")
     out = tmp_path / "rep"
@@ -207,6 +212,18 @@ def test_repeated_seeds_write_mean_and_std(tmp_path):
     assert summary["metrics"]["test"]["y"]["all"]["pearson"]["mean"] == pytest.approx(np.mean(values))
     assert summary["metrics"]["test"]["y"]["all"]["pearson"]["std"] == pytest.approx(np.std(values, ddof=1))
     assert "±" in (out / "summary.md").read_text()
+
+    # a larger budget continues every seed (as if run with it from the start); the same budget
+    # trains nothing
+    longer = [f"--dataset_dir={dataset}", f"--output_dir={tmp_path / 'rep4'}", "--max_epoch=4"]
+    uninterrupted = train.main([*longer, "--model_name=mlp", "--num_exp=2", "--seed=5", "--no-save_results"])
+    continued = train.main(["--resume", f"--output_dir={out}", "--max_epoch=4"])
+    assert _same_json(continued["metrics"], uninterrupted["metrics"])
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("seed_*/results.json")}
+    assert _same_json(train.main(["--resume", f"--output_dir={out}", "--max_epoch=4"]), continued)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("seed_*/results.json")} == finished
+    with pytest.raises(SystemExit):
+        train.main(["--resume", f"--output_dir={out}", "--max_epoch=6", "--learning_rate=0.5"])
 
 
 def _cuzr_subbox(name: str, cutoff: float):
