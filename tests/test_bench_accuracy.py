@@ -19,29 +19,31 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_curves_a_longer_budget_continues_the_shorter_run_and_a_report(tmp_path):
     work = tmp_path / "work"
     common = ["--datasets", "ka", "--variants", "ridge", "glassmlp", "--seeds", "0", "--work", str(work)]
-    short = bench_accuracy.main([*common, "--budgets", "0.05"])
-    run = work / "ka_glassmlp_b0.05_s0"
+    short = bench_accuracy.main([*common, "--budgets", "0.1"])
+    run = work / "ka_glassmlp_b0.1_s0"
     before = metrics_rows(run)
     cost = json.loads((work / "data_ka.json").read_text())["descriptor_cpu_s"]
     curve = short["ka"]["glassmlp"][0]
-    assert curve["limit_s"] == 3.0 and len(curve["points"]) == len(before)
+    assert curve["limit_s"] == 6.0 and len(curve["points"]) == len(before)
     assert curve["points"][0] == (float(before[0]["cpu_s"]) + cost, float(before[0]["val_pearson"]))
-    assert bench_accuracy.best_by(curve, 3.0) == max(v for t, v in curve["points"] if t <= 3.0)
-    assert math.isnan(bench_accuracy.best_by(curve, 6.0))  # beyond the run's budget: no figure
+    first = curve["points"][0]  # within the budget: the first evaluation ends before 6 CPU s
+    assert bench_accuracy.best_by(curve, first[0]) == first[1]
+    assert bench_accuracy.best_by(curve, 6.0) == max(v for t, v in curve["points"] if t <= 6.0)
+    assert math.isnan(bench_accuracy.best_by(curve, 12.0))  # beyond the run's budget: no figure
     ridge = short["ka"]["ridge"][0]
     assert ridge["limit_s"] == math.inf and 0.3 < bench_accuracy.best_by(ridge, 1e9) < 0.5
 
-    longer = bench_accuracy.main([*common, "--budgets", "0.05", "0.1"])
-    continued = metrics_rows(work / "ka_glassmlp_b0.1_s0")
-    assert continued[: len(before)] == before  # the first 3 CPU s were not trained again
+    longer = bench_accuracy.main([*common, "--budgets", "0.1", "0.2"])
+    continued = metrics_rows(work / "ka_glassmlp_b0.2_s0")
+    assert continued[: len(before)] == before  # the first 6 CPU s were not trained again
     assert {r["segment"] for r in continued} == {"1", "2"}
-    assert (work / "ka_glassmlp_b0.1_s0" / "results.segment1.json").exists()
+    assert (work / "ka_glassmlp_b0.2_s0" / "results.segment1.json").exists()
     assert metrics_rows(run) == before  # the shorter run is kept as it was
     points = longer["ka"]["glassmlp"][0]["points"]
-    assert points[: len(before)] == curve["points"] and points[-1][0] > 6.0
+    assert points[: len(before)] == curve["points"] and points[-1][0] > 12.0
 
     finished = {p: p.stat().st_mtime_ns for p in work.glob("*/results.json")}
-    assert bench_accuracy.main([*common, "--budgets", "0.05", "0.1", "--report"]) == longer
+    assert bench_accuracy.main([*common, "--budgets", "0.1", "0.2", "--report"]) == longer
     assert {p: p.stat().st_mtime_ns for p in work.glob("*/results.json")} == finished
     assert "| ka | glassmlp (1 seed) |" in (work / "table.md").read_text()
     assert (work / "curves.png").stat().st_size > 0
