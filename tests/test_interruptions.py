@@ -106,7 +106,7 @@ def test_atomic_directory_restores_a_result_cut_between_its_renames(tmp_path, mo
 
 
 SLOW_CONSTRUCT = """
-import sys, time
+import signal, sys, time
 import construct_graph
 from glassgnn.dataset import store
 
@@ -117,6 +117,9 @@ def slow(*args, **kwargs):
     for _ in range(1200):
         time.sleep(0.1)
 
+# Ctrl-C as in a terminal: a test suite started in the background (`make test &`) ignores
+# SIGINT, and the ignore is inherited, so Python would install no KeyboardInterrupt handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 store.build_records = slow
 construct_graph.main(sys.argv[1:])
 """
