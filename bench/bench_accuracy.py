@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import shutil
 import sys
 import time
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import VARIANTS, Variant, construct, ka_args, mean_std, metrics_rows, train_run  # noqa: E402
+from glassgnn import outputs  # noqa: E402
 
 CUZR = REPO.parent / "shared" / "data" / "cuzr_symgnn"
 KA = REPO / "datasets" / "ka_T0.64"
@@ -102,18 +104,15 @@ def run_budget_min(run: Path) -> float:
     return float(run.name.rsplit("_b", 1)[1].split("_s")[0])
 
 
-def start_from_shorter(run: Path) -> None:
-    """Fill the new folder ``run`` with a copy of the longest finished run of the same data set,
-    variant and seed with a smaller budget, if there is one: train.py then continues it to the
-    larger budget instead of training the first minutes again (:func:`bench.common.train_run`)."""
-    prefix, seed = run.name.rsplit("_b", 1)[0], run.name.rsplit("_s", 1)[1]
-    shorter = [
+def longest_finished(work: Path, data: str, variant: str, seed: int, below: float = math.inf) -> Path | None:
+    """The finished run of ``variant`` and ``seed`` on ``data`` in ``work`` with the largest
+    budget under ``below`` minutes, or None."""
+    runs = [
         r
-        for r in run.parent.glob(f"{glob.escape(prefix)}_b*_s{seed}")
-        if (r / "results.json").exists() and run_budget_min(r) < run_budget_min(run)
+        for r in work.glob(f"{glob.escape(f'{data}_{variant}')}_b*_s{seed}")
+        if (r / outputs.RESULTS).exists() and run_budget_min(r) < below
     ]
-    if shorter:
-        shutil.copytree(max(shorter, key=run_budget_min), run)
+    return max(runs, key=run_budget_min, default=None)
 
 
 def best_by(curve: dict, budget_s: float) -> float:
@@ -204,16 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
             for seed in args.seeds:
                 run = work / f"{data_name}_{name}_b{budgets[-1]:g}_s{seed}"
                 if args.report:  # the longest finished run of this variant and seed, if any
-                    done = [
-                        r
-                        for r in work.glob(f"{data_name}_{name}_b*_s{seed}")
-                        if (r / "results.json").exists()
-                    ]
-                    if not done:
+                    run = longest_finished(work, data_name, name, seed)
+                    if run is None:
                         continue
-                    run = max(done, key=run_budget_min)
                 elif not run.exists() and not VARIANTS[name].closed_form:
-                    start_from_shorter(run)
+                    # continue the longest shorter run instead of training its first minutes again
+                    # (bench.common.train_run resumes it with the larger budget)
+                    if shorter := longest_finished(work, data_name, name, seed, below=budgets[-1]):
+                        shutil.copytree(shorter, run)
                 budget_s = run_budget_min(run) * 60
                 points = run_variant(VARIANTS[name], data, seed, budget_s, run)
                 limit = float("inf") if VARIANTS[name].model == "ridge" else budget_s  # closed form: done

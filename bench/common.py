@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from glassgnn import outputs
+from glassgnn.config import load_resolved
 from models.models import model_config_keys, model_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def train_run(
 
 def run_budget(run_dir: Path) -> float:
     """The CPU budget (s) a run was trained with, from its ``config.yaml`` (0 = unlimited)."""
-    budget = float(yaml.safe_load((run_dir / outputs.CONFIG).read_text())["max_cpu_time"])
+    budget = load_resolved(run_dir / outputs.CONFIG).max_cpu_time
     return budget if budget > 0 else float("inf")
 
 

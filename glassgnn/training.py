@@ -161,7 +161,11 @@ def stops_at_once(run_dir: Path, cfg: ResolvedConfig) -> str | bool:
     """Why the run in ``run_dir`` would stop at once under ``cfg``'s budgets (a truthy message),
     or False when ``--resume`` with ``cfg`` has epochs to train (an unfinished run, or a finished
     one whose budget was raised)."""
-    loop = {**_new_loop(), **load_checkpoint(run_dir / outputs.LAST)["loop"]}
+    return _stays_stopped({**_new_loop(), **load_checkpoint(run_dir / outputs.LAST)["loop"]}, cfg)
+
+
+def _stays_stopped(loop: dict, cfg: ResolvedConfig) -> str | bool:
+    """Why a finished run's loop state would stop again at once under ``cfg`` (truthy), else False."""
     return loop["stopped"] and _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"])
 
 
@@ -302,12 +306,12 @@ def _restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo,
         retarget_schedule(sched, cfg)
     set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
     loop = {**_new_loop(), **state["loop"]}
-    if loop["stopped"]:
-        if reason := _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"]):
-            raise OutputExistsError(
-                f"{out} holds a finished run; nothing to resume ({reason}): raise --max_epoch, "
-                "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"
-            )
+    if reason := _stays_stopped(loop, cfg):
+        raise OutputExistsError(
+            f"{out} holds a finished run; nothing to resume ({reason}): raise --max_epoch, "
+            "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"
+        )
+    if loop["stopped"]:  # a finished run whose budget was raised
         LOG.info("continuing the finished run (%s) from epoch %d", loop["stopped"], loop["epoch"])
         if info.is_main and (out / outputs.RESULTS).exists():  # unfinished again until this segment ends
             os.replace(out / outputs.RESULTS, out / outputs.segment_results(loop["segment"]))
