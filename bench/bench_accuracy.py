@@ -8,7 +8,9 @@ Two data sets, each split as in its paper: CuZr energy barriers (SymGNN protocol
 train6, 5 Å, read from ../shared/data/cuzr_symgnn) and the bundled Kob-Andersen set
 (datasets/ka_T0.64: configurations 0-11 train, 12-13 val, propensity at time index 6 =
 tau_alpha, type-A particles, cutoff 2.0 sigma). Both are built once with
-``construct_graph.py --descriptors`` (the default descriptor set).
+``construct_graph.py --descriptors`` (the default descriptor set); ``cuzr+energy`` adds the
+per-atom potential energy and stresses of the CuZr files, ``ka+inherent`` the inherent
+structure (``--descriptors inherent``).
 
 Every variant is ``train.py`` in a fresh process with one thread (``OMP_NUM_THREADS=1``) and
 ``--max_cpu_time`` set to the largest budget; metrics.csv records the CPU seconds of every
@@ -56,31 +58,41 @@ BUDGETS = (1, 5, 15, 30, 60)  # CPU minutes
 QUICK = {"variants": ("ridge", "glassmlp", "bapst+desc"), "budgets": (0.5, 1), "seeds": (0,)}
 
 
+CUZR_ARGS = [
+    "--train",
+    *[str(CUZR / f"train{i}.pickle") for i in range(6)],
+    "--val",
+    str(CUZR / "train6.pickle"),
+    "--cutoff",
+    "5.0",
+]
+KA_ARGS = ka_args(
+    [KA / f"config_{i:04d}.pickle" for i in range(12)],
+    [KA / f"config_{i:04d}.pickle" for i in (12, 13)],
+    test=[],
+    time_index=6,
+)
+# name -> (construct_graph.py arguments, descriptor arguments)
+DATASETS = {
+    "cuzr": (CUZR_ARGS, ["--descriptors"]),
+    # + the per-atom potential energy and stresses the CuZr files carry
+    "cuzr+energy": (CUZR_ARGS, ["--descriptors", "--descriptor_param", "fields=[pot,press,von]"]),
+    "ka": (KA_ARGS, ["--descriptors"]),
+    # + the inherent structure (LAMMPS minimisation of the Kob-Andersen potential)
+    "ka+inherent": (KA_ARGS, ["--descriptors", "inherent"]),
+}
+
+
 def build_datasets(work: Path, names: list[str]) -> dict[str, dict]:
     """Dataset directory and descriptor CPU cost of each named data set (built once, cached)."""
-    specs = {
-        "cuzr": [
-            "--train",
-            *[str(CUZR / f"train{i}.pickle") for i in range(6)],
-            "--val",
-            str(CUZR / "train6.pickle"),
-            "--cutoff",
-            "5.0",
-        ],
-        "ka": ka_args(
-            [KA / f"config_{i:04d}.pickle" for i in range(12)],
-            [KA / f"config_{i:04d}.pickle" for i in (12, 13)],
-            test=[],
-            time_index=6,
-        ),
-    }
     out = {}
     for name in names:
         directory = work / f"data_{name}"
         record = work / f"data_{name}.json"
+        args, descriptor_args = DATASETS[name]
         if not record.exists():
-            plain = construct([*specs[name], "--output_dir", str(work / f"plain_{name}"), "--overwrite"])
-            full = construct([*specs[name], "--descriptors", "--output_dir", str(directory), "--overwrite"])
+            plain = construct([*args, "--output_dir", str(work / f"plain_{name}"), "--overwrite"])
+            full = construct([*args, *descriptor_args, "--output_dir", str(directory), "--overwrite"])
             record.write_text(json.dumps({"descriptor_cpu_s": max(0.0, full - plain)}))
         out[name] = {"dir": directory, **json.loads(record.read_text())}
     return out
@@ -181,7 +193,7 @@ def plot(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK} on both data sets")
-    parser.add_argument("--datasets", nargs="+", default=["cuzr", "ka"], choices=["cuzr", "ka"])
+    parser.add_argument("--datasets", nargs="+", default=["cuzr", "ka"], choices=list(DATASETS))
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS), help="CPU minutes")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -13,12 +13,20 @@ Per particle, in float64, in the length unit of the positions:
    over i and its neighbours (all species). A particle without neighbours of a species
    gets ``q_lm = 0`` for it, so ``q_l = 0`` (no orientational information).
 3. One-hot type.
-4. Coarse-grained averages of all of the above: the mean over the particles closer than
-   L to i, i itself included, for each radius L.
+4. Optionally (``fields``) per-particle values the file carries, such as the potential energy
+   and stress of the CuZr files (``pot``, ``press``, ``von``): atomic-level energies and
+   stresses are classic structural indicators of metallic glasses (Egami), but they come from
+   the simulation, not from this module.
+5. Optionally (``inherent``) the same densities and orientational order of the inherent
+   structure (:mod:`glassgnn.inherent`), each particle's energy there (``e_is``) and its
+   distance to it (``dr_is``), for data whose pair potential is known (Kob-Andersen).
+6. Coarse-grained averages of all of the above: the mean over the particles closer than
+   L to i, i itself included, for each radius L (neighbours of the snapshot itself).
 
 Columns: ``[per-particle | cg(L1) | cg(L2) | ...]``; per particle: densities (species-major,
 then shell), q_l (l-major, then neighbour species 0..T-1 and "all"), qbar_l (likewise),
-one-hot type; names from :func:`descriptor_names`.
+one-hot type, the file's fields, then ``is:``-prefixed densities and order, ``e_is``,
+``dr_is``; names from :func:`descriptor_names`.
 
 Defaults (:func:`default_params`): each set's lengths are multiples of the mean
 inter-particle distance a = (V/N)^(1/3) of the snapshot, rounded to two significant digits:
@@ -50,6 +58,7 @@ import numpy as np
 import scipy.sparse
 from scipy.special import sph_harm_y
 
+from glassgnn.inherent import POTENTIALS, inherent_structure
 from glassgnn.neighbors import cell_matrix, perpendicular_widths, radius_pairs
 
 TRUNCATION = 3.0  # each shell Gaussian is cut at |r - r_k| = TRUNCATION * shell_width
@@ -67,6 +76,10 @@ class DescriptorParams:
         q_l: Steinhardt degrees (empty: no bond-orientational columns).
         q_cutoff: first-shell cutoff of the Steinhardt neighbours.
         coarse_radii: radii L of the coarse-grained averages.
+        fields: per-particle fields of the input files appended as columns (e.g. ``pot``);
+            every file, including those given to predict.py, must carry them.
+        inherent: potential of the inherent-structure columns (a name of
+            :data:`glassgnn.inherent.POTENTIALS`), or ``""`` for none.
     """
 
     name: str
@@ -77,6 +90,9 @@ class DescriptorParams:
     q_l: tuple[int, ...]
     q_cutoff: float
     coarse_radii: tuple[float, ...]
+    # Added after the first datasets were built: a manifest without them means the defaults.
+    fields: tuple[str, ...] = ()
+    inherent: str = ""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -93,6 +109,14 @@ class DescriptorParams:
         radii = tuple(_number("coarse_radii", r) for r in _sequence("coarse_radii", self.coarse_radii))
         object.__setattr__(self, "q_l", tuple(int(l) for l in degrees))
         object.__setattr__(self, "coarse_radii", radii)
+        fields = _sequence("fields", (self.fields,) if isinstance(self.fields, str) else self.fields)
+        if any(not isinstance(f, str) or not f for f in fields):
+            raise ValueError(f"descriptor parameter 'fields' must hold field names, got {self.fields!r}")
+        object.__setattr__(self, "fields", tuple(fields))
+        if self.inherent not in ("", *POTENTIALS):
+            raise ValueError(
+                f"descriptor parameter 'inherent' must be one of {('', *POTENTIALS)}, got {self.inherent!r}"
+            )
 
     def to_dict(self) -> dict:
         """Every field, JSON-safe (tuples as lists)."""
@@ -103,15 +127,20 @@ class DescriptorParams:
         """The inverse of :meth:`to_dict`; an unknown or missing key or a bad value is a ValueError."""
         fields = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(fields))
-        missing = [key for key in fields if key not in d]
+        missing = [key for key in required_keys() if key not in d]
         if unknown or missing:
             raise ValueError(
                 f"descriptor parameters: unknown {unknown}, missing {missing} (fields: {fields})"
             )
-        return cls(**{key: tuple(d[key]) if isinstance(d[key], list) else d[key] for key in fields})
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in d.items()})
 
     def _items(self):
         return ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+
+
+def required_keys() -> list[str]:
+    """The parameters without a default: a mapping holding all of them is complete."""
+    return [f.name for f in dataclasses.fields(DescriptorParams) if f.default is dataclasses.MISSING]
 
 
 def _number(key: str, value, allow_zero: bool = False) -> float:
@@ -144,6 +173,8 @@ _RELATIVE = {
 DESCRIPTOR_SETS: dict[str, dict] = {
     "structure": {**_RELATIVE, "q_l": (4, 6)},  # radial + q_l + qbar_l + type
     "radial": {**_RELATIVE, "q_l": ()},  # radial + type: cheaper
+    # structure + the Kob-Andersen inherent structure (glassgnn.inherent)
+    "inherent": {**_RELATIVE, "q_l": (4, 6), "inherent": "kob_andersen"},
 }
 
 
@@ -172,7 +203,7 @@ def default_params(
     spacing = (abs(np.linalg.det(cell_matrix(cell))) / len(positions)) ** (1 / 3)
     values = {"name": name}
     for key, value in DESCRIPTOR_SETS[name].items():
-        if key == "q_l":
+        if key in ("q_l", "fields", "inherent"):  # not lengths
             values[key] = value
         elif isinstance(value, tuple):
             values[key] = tuple(readable(v * spacing) for v in value)
@@ -195,7 +226,11 @@ def descriptor_names(num_types: int, params: DescriptorParams) -> list[str]:
     names = [f"rho_s{t}_r{r:.{decimals}f}" for t in range(num_types) for r in shell_centres(params)]
     for kind in ("q", "qbar"):
         names += [f"{kind}{l}_{s}" for l in params.q_l for s in species]
+    structure = list(names)
     names += [f"type{t}" for t in range(num_types)]
+    names += list(params.fields)
+    if params.inherent:
+        names += [f"is:{name}" for name in structure] + ["e_is", "dr_is"]
     return names + [f"cg{_length(radius)}:{name}" for radius in params.coarse_radii for name in names]
 
 
@@ -206,7 +241,12 @@ def _length(value: float) -> str:
 
 
 def compute_descriptors(
-    positions: np.ndarray, types: np.ndarray, cell: np.ndarray, num_types: int, params: DescriptorParams
+    positions: np.ndarray,
+    types: np.ndarray,
+    cell: np.ndarray,
+    num_types: int,
+    params: DescriptorParams,
+    fields: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Descriptors of every particle of one periodic snapshot.
 
@@ -216,6 +256,8 @@ def compute_descriptors(
         cell: (3,) box lengths or (3, 3) cell vectors as rows.
         num_types: the dataset's type count (absent types still get their, zero, columns).
         params: the descriptor set.
+        fields: the snapshot's per-particle fields, name -> [n_atoms]; those named by
+            ``params.fields`` become columns (a missing one is a ValueError).
 
     Returns:
         [n_atoms, n_descriptors] float64, columns named by :func:`descriptor_names`.
@@ -238,20 +280,46 @@ def compute_descriptors(
             f"descriptor cutoff {cutoff:g} (largest shell + {TRUNCATION:g} widths, coarse radius or "
             f"q_cutoff) must be below half the cell's smallest width, {half_width:g}"
         )
-    src, dst, disp = radius_pairs(positions, cell, cutoff)
-    half = len(src) // 2  # edge e and e + half are reverses: keep each unordered pair once
-    pairs = (src[:half], dst[:half], disp[:half], np.linalg.norm(disp[:half], axis=1))
     types = types.astype(np.int64)
-    parts = [_radial(pairs, types, n_atoms, num_types, params)]
-    if params.q_l:
-        parts += _steinhardt(pairs, types, n_atoms, num_types, params)
-    parts.append(np.eye(num_types)[types])
+    pairs = _pairs(positions, cell, cutoff)
+    parts = [_structure(pairs, types, num_types, params), np.eye(num_types)[types]]
+    parts += [_field_column(fields or {}, name, n_atoms) for name in params.fields]
+    if params.inherent:
+        minimum = inherent_structure(positions, types, cell, params.inherent)
+        parts.append(_structure(_pairs(minimum.positions, cell, cutoff), types, num_types, params))
+        parts.append(np.stack([minimum.energy, minimum.displacement], axis=1))
     features = np.concatenate(parts, axis=1)
     i, j, _, r = pairs
     averaged = [features]
     for radius in params.coarse_radii:
         averaged.append(_neighbour_mean(i[r < radius], j[r < radius], n_atoms) @ features)
     return np.concatenate(averaged, axis=1)
+
+
+def _pairs(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> tuple:
+    """(i, j, displacement, distance) of each unordered pair closer than ``cutoff``."""
+    src, dst, disp = radius_pairs(positions, cell, cutoff)
+    half = len(src) // 2  # edge e and e + half are reverses: keep each unordered pair once
+    return src[:half], dst[:half], disp[:half], np.linalg.norm(disp[:half], axis=1)
+
+
+def _structure(pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
+    """[n_atoms, ...] shell densities, then q_l and qbar_l when ``params.q_l`` is set."""
+    n_atoms = len(types)
+    parts = [_radial(pairs, types, n_atoms, num_types, params)]
+    if params.q_l:
+        parts += _steinhardt(pairs, types, n_atoms, num_types, params)
+    return np.concatenate(parts, axis=1)
+
+
+def _field_column(fields: dict[str, np.ndarray], name: str, n_atoms: int) -> np.ndarray:
+    """[n_atoms, 1] float64 values of the per-particle field ``name``."""
+    if name not in fields:
+        raise ValueError(f"no per-particle field {name!r} for the descriptors (has: {sorted(fields)})")
+    values = np.asarray(fields[name], dtype=np.float64)
+    if values.shape not in ((n_atoms,), (n_atoms, 1)) or not np.all(np.isfinite(values)):
+        raise ValueError(f"field {name!r} must hold one finite number per particle, got shape {values.shape}")
+    return values.reshape(n_atoms, 1)
 
 
 def _radial(pairs, types, n_atoms: int, num_types: int, params: DescriptorParams) -> np.ndarray:

@@ -136,6 +136,7 @@ class KASystem:
         types: [N] types 0/1 (with ``positions``).
         velocities: [N, 3] starting velocities (with ``positions``), or None for zero.
         seed: LAMMPS random seed for the random insertion.
+        length: edge of the cubic box; None: the one holding the particles at density 1.2.
     """
 
     def __init__(
@@ -147,9 +148,10 @@ class KASystem:
         types: np.ndarray | None = None,
         velocities: np.ndarray | None = None,
         seed: int = 1,
+        length: float | None = None,
     ) -> None:
         self.n_atoms = n_atoms if positions is None else len(positions)
-        self.length = box_length(self.n_atoms)
+        self.length = box_length(self.n_atoms) if length is None else float(length)
         self.lmp = open_lammps(threads)
         self.command(system_commands(self.length, dt))
         if positions is None:

@@ -268,3 +268,37 @@ def test_explain_refuses_a_dataset_built_with_other_descriptors(dataset, tmp_pat
         )
     assert "descriptors built with" in capsys.readouterr().err
     assert not (tmp_path / "ex").exists()
+
+
+def test_file_fields_as_descriptors_through_construct_and_predict(tmp_path, capsys):
+    """--descriptor_param fields=[...]: the file's per-atom values become descriptor columns;
+    predict.py rebuilds them from new files, and a file without the field is refused in one line
+    naming it, before anything is written."""
+    files = []
+    for i in range(3):
+        data = dict(np.load(_write_config(tmp_path / f"c{i}.npz", i, 60)))
+        data["pot"] = np.random.default_rng(i).standard_normal(60)
+        np.savez(tmp_path / f"c{i}.npz", **data)
+        files.append(tmp_path / f"c{i}.npz")
+    common = ["--target", "y", "--cutoff", "1.5", "--descriptors", "--descriptor_param", *PARAMS]
+    out = tmp_path / "ds"
+    construct_graph.main(
+        ["--train", str(files[0]), "--val", str(files[1]), *common, "fields=[pot]", "--output_dir", str(out)]
+    )
+    manifest = load_manifest(out)
+    assert manifest.graph["descriptors"]["fields"] == ["pot"]
+    column = manifest.descriptor_names.index("pot")
+    stored = load_split(out, "val")[0].ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS]
+    np.testing.assert_allclose(stored[:, column].numpy(), np.load(files[1])["pot"].astype(np.float32))
+    rebuilt = build_graphs([files[1]], manifest.graph, manifest.type_map)[0]
+    assert torch.equal(rebuilt.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS], stored)
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    with pytest.raises(SystemExit) as exit_:
+        construct_graph.main(
+            ["--train", str(files[0]), "--val", str(files[2])]
+            + [*common, "fields=[pot,stress]", "--output_dir", str(refused)]
+        )
+    err = str(exit_.value.code).strip()
+    assert "c0.npz" in err and "'stress'" in err and len(err.splitlines()) == 1
+    assert not refused.exists()

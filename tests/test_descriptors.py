@@ -205,3 +205,37 @@ def test_radial_set_has_no_orientational_columns():
         )
     )
     np.testing.assert_allclose(result, np.column_stack([full[name] for name in names]), rtol=0, atol=1e-12)
+
+
+def test_file_fields_become_columns_and_are_coarse_grained():
+    positions, types, cell = small_system(triclinic=True)
+    pot = np.random.default_rng(1).standard_normal(80)
+    params = DescriptorParams.from_dict({**SMALL.to_dict(), "fields": ["pot"]})
+    result = compute_descriptors(positions, types, cell, NUM_TYPES, params, {"pot": pot, "other": pot + 1})
+    names = descriptor_names(NUM_TYPES, params)
+    assert result.shape == (80, len(names))
+    np.testing.assert_array_equal(result[:, names.index("pot")], pot)
+    # coarse-grained: the mean over the particle and every particle closer than the radius
+    d = positions[None] - positions[:, None]
+    frac = d @ np.linalg.inv(cell)
+    d = (frac - np.round(frac)) @ cell  # minimum image (radii below half the smallest width)
+    near = np.linalg.norm(d, axis=-1) < 2.0
+    np.testing.assert_allclose(result[:, names.index("cg2.00:pot")], (near @ pot) / near.sum(1), atol=1e-12)
+    # the structural columns are those of the set without fields
+    plain = compute_descriptors(positions, types, cell, NUM_TYPES, SMALL)
+    np.testing.assert_array_equal(
+        result[:, [names.index(n) for n in descriptor_names(NUM_TYPES, SMALL)]], plain
+    )
+    with pytest.raises(ValueError, match="no per-particle field 'pot'"):
+        compute_descriptors(positions, types, cell, NUM_TYPES, params, {"other": pot})
+    with pytest.raises(ValueError, match="one finite number per particle"):
+        compute_descriptors(positions, types, cell, NUM_TYPES, params, {"pot": pot[:10]})
+
+
+def test_params_written_before_fields_and_inherent_existed_read_as_defaults():
+    old = {k: v for k, v in SMALL.to_dict().items() if k not in ("fields", "inherent")}
+    assert DescriptorParams.from_dict(old) == SMALL and SMALL.fields == () and SMALL.inherent == ""
+    assert DescriptorParams.from_dict({**old, "fields": "pot"}).fields == ("pot",)
+    for change, key in [({"inherent": "lj"}, "inherent"), ({"fields": ["pot", "pot"]}, "fields")]:
+        with pytest.raises(ValueError, match=key):
+            DescriptorParams.from_dict({**old, **change})

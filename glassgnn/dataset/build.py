@@ -16,6 +16,7 @@ from tqdm import tqdm
 from glassgnn import schema
 from glassgnn.descriptors import DescriptorParams, compute_descriptors
 from glassgnn.graph import build_graph
+from glassgnn.lammps_driver import LammpsError
 from glassgnn.neighbors import perpendicular_widths, wrap
 from glassgnn.readers import (
     FORMATS,
@@ -174,6 +175,13 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
     if params["descriptors"] is not None:
         # kept until the dataset's type map is known (finish_graphs): descriptors are per species
         record["positions"] = np.asarray(snapshot.positions, dtype=np.float64)
+        names = params["descriptors"].get("fields", [])
+        missing = [name for name in names if name not in snapshot.fields]
+        if missing:
+            raise ReaderError(
+                snapshot.source, f"no field(s) {missing} for the descriptors (has: {sorted(snapshot.fields)})"
+            )
+        record["descriptor_fields"] = {name: snapshot.fields[name] for name in names}
     if schema.DESCRIPTORS in record["extra_fields"] and params["descriptors"] is not None:
         raise ReaderError(snapshot.source, f"has a field named {schema.DESCRIPTORS!r}; rename it")
     return graph, record
@@ -258,10 +266,14 @@ def finish_graphs(results: list[tuple[dgl.DGLGraph, dict]], type_map: dict[str, 
     for graph, record in results:
         apply_type_map(graph, record, type_map)
         positions = record.pop("positions", None)
+        fields = record.pop("descriptor_fields", {})
         if descriptors is None:
             continue
         types = graph.ndata[schema.TYPE].numpy()
-        values = compute_descriptors(positions, types, record["cell"], len(type_map), descriptors)
+        try:
+            values = compute_descriptors(positions, types, record["cell"], len(type_map), descriptors, fields)
+        except (ValueError, LammpsError) as exc:  # e.g. the inherent structure's potential does not fit
+            raise ReaderError(record["source"], f"frame {record['frame']}: descriptors: {exc}") from None
         graph.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS] = torch.from_numpy(values.astype(np.float32))
         record["extra_fields"] = {**record["extra_fields"], schema.DESCRIPTORS: int(values.shape[1])}
 

@@ -13,7 +13,7 @@ import torch
 
 from glassgnn import schema
 from glassgnn.dataset.build import build_records, check_params, finish_graphs, graph_labels, union_type_map
-from glassgnn.descriptors import DescriptorParams, default_params, descriptor_names
+from glassgnn.descriptors import DescriptorParams, default_params, descriptor_names, required_keys
 from glassgnn.fileio import atomic_directory, sha256
 from glassgnn.manifest import Manifest, Normalisation
 from glassgnn.readers import ReaderError, read_snapshots
@@ -286,7 +286,7 @@ def resolve_descriptors(params: dict, first_train_file: str) -> dict:
     if isinstance(spec, str):
         spec = {"name": spec}
     overrides = {key: value for key, value in spec.items() if key != "name"}
-    if set(overrides) == set(DescriptorParams.__dataclass_fields__) - {"name"}:
+    if set(required_keys()) - {"name"} <= set(overrides):
         return params
     first = read_snapshots(first_train_file, params.get("format", "auto"), params.get("time_index"))[0]
     resolved = default_params(first.positions, first.cell, spec.get("name", "structure"), **overrides)
