@@ -100,8 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="NAME",
         help="store per-particle structural descriptors as node field 'descriptors' (train.py "
-        "--node_fields descriptors; models ridge, glassmlp): the set NAME (default when given "
-        "without NAME: structure; see glassgnn/descriptors.py); default: none",
+        "--node_fields descriptors; models ridge, glassmlp): the set NAME, structure (default "
+        "when given without NAME), radial, or inherent (adds the Kob-Andersen inherent structure, "
+        "minimised with LAMMPS); see glassgnn/descriptors.py; default: none",
     )
     parser.add_argument(
         "--descriptor_param",
@@ -109,8 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default={},
         metavar="KEY=VALUE",
         action=KeyValues,
-        help="override descriptor parameters, e.g. coarse_radii=[1.5,2.2] q_l=[4,6] (values read as "
-        "YAML; defaults follow the data's length scale and are recorded in the manifest)",
+        help="override descriptor parameters, e.g. coarse_radii=[1.5,2.2] q_l=[4,6], or fields=[pot] "
+        "to add per-atom values the files carry (values read as YAML; defaults follow the data's "
+        "length scale and are recorded in the manifest)",
     )
     parser.add_argument("--output_dir", required=True, help="dataset directory to write")
     parser.add_argument("--num_workers", type=int, default=1, help="processes reading files in parallel")

@@ -22,6 +22,7 @@ import torch
 from glassgnn import outputs, schema
 from glassgnn.checkpoint import load_checkpoint
 from glassgnn.config import ResolvedConfig, load_resolved
+from glassgnn.descriptors import DescriptorParams
 from glassgnn.features import field_stats, node_features
 from glassgnn.manifest import Manifest
 from glassgnn.task_kind import NODE, TaskKind, task_kind
@@ -122,7 +123,8 @@ class Run:
             raise ValueError(f"{where}: the run reads node field(s) {missing}, which the dataset lacks")
         if schema.DESCRIPTORS in fields:
             mine, theirs = self.manifest.graph["descriptors"], manifest.graph.get("descriptors")
-            if theirs != mine:
+            # as parameters, not dicts: keys added since (fields, inherent) read as their defaults
+            if theirs is None or DescriptorParams.from_dict(theirs) != DescriptorParams.from_dict(mine):
                 raise ValueError(
                     f"{where}: descriptors built with {theirs}, the run's with {mine}; rebuild the "
                     "dataset with the run's parameters (construct_graph.py --descriptor_param)"
