@@ -1,6 +1,6 @@
 """Cost of the structural descriptors and the ridge-regression floor they give (one thread).
 
-    .venv/bin/python bench/bench_descriptors.py                   # every named set (about 20 s)
+    .venv/bin/python bench/bench_descriptors.py                   # every named set (about 1 minute)
     .venv/bin/python bench/bench_descriptors.py --sets radial --ka_time 3
 
 For each descriptor set of :data:`glassgnn.descriptors.DESCRIPTOR_SETS` (defaults from each
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         if not descriptors.DESCRIPTOR_SETS[name].get("inherent"):  # no CuZr potential here
             cuzr_r, cuzr_alpha, cuzr_total, seconds, width = floor(cuzr, 6, name, barrier, every)
         rows.append((name, width, seconds, cuzr_total, cuzr_r, cuzr_alpha, ka_r, ka_alpha))
-    header = ("set", "columns", "CuZr s/snap", "floor s", "CuZr val r", "alpha", "KA val r", "alpha")
+    header = ("set", "columns", "s/snapshot", "floor s", "CuZr val r", "alpha", "KA val r", "alpha")
     print("\n" + " ".join(f"{h:>11}" for h in header))
     for name, width, seconds, cuzr_total, cuzr_r, cuzr_alpha, ka_r, ka_alpha in rows:
         cells = (
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{ka_r:.3f}",
             f"{ka_alpha:.0e}",
         )
-        print(" ".join(f"{c:>11}" for c in cells))
+        print(" ".join(f"{'—' if c == 'nan' else c:>11}" for c in cells))
 
 
 if __name__ == "__main__":
