@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import construct_graph
+from glassgnn import schema
+from glassgnn.dataset import build_graphs, load_manifest, load_split
 from glassgnn.descriptors import DescriptorParams, compute_descriptors, default_params, descriptor_names
 from glassgnn.inherent import inherent_structure
 from glassgnn.lammps_driver import KA_CUTOFF, KA_PAIRS
@@ -100,3 +104,18 @@ def test_inherent_descriptor_columns(snapshot, minimum):
     # the snapshot's own columns do not change when the inherent block is added
     thermal = compute_descriptors(snapshot.positions, snapshot.types, snapshot.cell, 2, plain)
     np.testing.assert_array_equal(with_is[:, [column[n] for n in plain_names]], thermal)
+
+
+def test_construct_graph_stores_and_prediction_rebuilds_the_inherent_set(tmp_path):
+    configs = [KA_CONFIG.with_name(f"config_{k:04d}.pickle") for k in (0, 1)]
+    out = tmp_path / "ds"
+    construct_graph.main(
+        ["--train", str(configs[0]), "--val", str(configs[1]), "--cutoff", "2.0", "--time_index", "6"]
+        + ["--descriptors", "inherent", "--descriptor_param", "coarse_radii=[1.4]", "--output_dir", str(out)]
+    )
+    manifest = load_manifest(out)
+    assert manifest.graph["descriptors"]["inherent"] == "kob_andersen"
+    assert manifest.descriptor_names[-1] == "cg1.40:dr_is"
+    stored = load_split(out, "val")[0].ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS]
+    rebuilt = build_graphs([configs[1]], manifest.graph, manifest.type_map)[0]  # predict.py's path
+    assert torch.equal(rebuilt.ndata[schema.EXTRA_PREFIX + schema.DESCRIPTORS], stored)
