@@ -309,3 +309,10 @@ def test_file_fields_as_descriptors_through_construct_and_predict(tmp_path, caps
     err = str(exit_.value.code).strip()
     assert "c0.npz" in err and "'stress'" in err and len(err.splitlines()) == 1
     assert not refused.exists()
+    with pytest.raises(SystemExit) as exit_:  # the target as an input would leak it
+        construct_graph.main(
+            ["--train", str(files[0]), "--val", str(files[2])]
+            + [*common, "fields=[pot,y]", "--output_dir", str(refused)]
+        )
+    assert "the target 'y' cannot be a descriptor field" in str(exit_.value.code)
+    assert not refused.exists()

@@ -176,6 +176,8 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         # kept until the dataset's type map is known (finish_graphs): descriptors are per species
         record["positions"] = np.asarray(snapshot.positions, dtype=np.float64)
         names = params["descriptors"].get("fields", [])
+        if target in names:
+            raise ReaderError(snapshot.source, f"the target {target!r} cannot be a descriptor field")
         missing = [name for name in names if name not in snapshot.fields]
         if missing:
             raise ReaderError(
