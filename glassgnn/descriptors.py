@@ -203,7 +203,7 @@ def default_params(
     spacing = (abs(np.linalg.det(cell_matrix(cell))) / len(positions)) ** (1 / 3)
     values = {"name": name}
     for key, value in DESCRIPTOR_SETS[name].items():
-        if key in ("q_l", "fields", "inherent"):  # not lengths
+        if key not in _RELATIVE:  # not a length: q_l, fields, inherent
             values[key] = value
         elif isinstance(value, tuple):
             values[key] = tuple(readable(v * spacing) for v in value)
