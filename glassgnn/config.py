@@ -138,6 +138,12 @@ class TrainConfig:
         "on the node inputs (closed form, strength chosen on val) through a gate that starts at 0",
         choices=BASELINES,
     )
+    input_dropout: float = _f(
+        0.0,
+        "baseline ridge: drop each node input of the network part with this probability during "
+        "training (the ridge part reads them all): regularises a network reading descriptors",
+        minimum=0.0,
+    )
     selection_metric: str = _f("pearson", "validation metric for selection", choices=tuple(SELECTION_METRICS))
     task: str | None = _f(
         None,

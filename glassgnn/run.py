@@ -48,7 +48,7 @@ def build_network(config: ResolvedConfig) -> GlassModel:
     if not task_kind(config.task).per_graph or hparams.get("pooling", "none") != "none":
         network = build_model(name, hparams)
         if config.baseline == "ridge":
-            return RidgeBaseline(network, hparams["in_dim"], hparams["out_dim"])
+            return RidgeBaseline(network, hparams["in_dim"], hparams["out_dim"], config.input_dropout)
         return network
     return build_graph_level_model(name, hparams, config.readout)
 

@@ -10,7 +10,10 @@ parameter by about one learning rate per step whatever its gradient's size, so t
 scale lets the gate reach order 1 within tens of steps instead of a thousand (a
 CuZr epoch has only six steps). On the CPU budgets of our users a graph network from
 scratch spends its first minutes on a plateau below what a linear model of the
-descriptors already knows; this starts it there instead.
+descriptors already knows; this starts it there instead. ``input_dropout`` drops node
+inputs of the network part only (training only; the ridge part always reads all of them):
+with several hundred descriptor columns per particle the network memorises the training
+particles within minutes, and a penalty on its weights would shrink the gate with them.
 """
 
 from __future__ import annotations
@@ -40,11 +43,13 @@ class RidgeBaseline(GlassModel):
     Args:
         network: any registered per-particle model.
         in_dim, out_dim: widths of ``feat`` and of the output (the network's).
+        input_dropout: probability of zeroing each input the network part reads (training only).
     """
 
-    def __init__(self, network: GlassModel, in_dim: int, out_dim: int):
+    def __init__(self, network: GlassModel, in_dim: int, out_dim: int, input_dropout: float = 0.0):
         super().__init__()
         self.network = network
+        self.input_dropout = nn.Dropout(input_dropout)
         self.ridge = Ridge(RidgeConfig(in_dim=in_dim, out_dim=out_dim))
         self.ridge.requires_grad_(False)
         self.gate = nn.Parameter(torch.zeros(()))
@@ -86,4 +91,5 @@ class RidgeBaseline(GlassModel):
         self, graph: dgl.DGLGraph, feat: torch.Tensor, eweight: torch.Tensor | None = None
     ) -> torch.Tensor:
         gate = GATE_SCALE * self.gate
-        return self.ridge(graph, feat) + gate * self.network(graph=graph, feat=feat, eweight=eweight)
+        hidden = self.network(graph=graph, feat=self.input_dropout(feat), eweight=eweight)
+        return self.ridge(graph, feat) + gate * hidden

@@ -22,6 +22,7 @@ from glassgnn.experiments import load_dataset
 from glassgnn.graph import build_graph
 from glassgnn.run import load_run
 from glassgnn.training import fit
+from models.baseline import GATE_SCALE
 from models.ridge import NormalEquations
 
 BOX = 7.0
@@ -154,11 +155,21 @@ def _cfg(out, **kw):
     return replace(cfg, model={"hidden_dim": 8, "num_filters": 8, "num_interactions": 2, "cutoff": 1.5})
 
 
-def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(dataset, tmp_path):
+@pytest.mark.parametrize("input_dropout", [0.0, 0.3])
+def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(dataset, tmp_path, input_dropout):
     out, _ = dataset
     data = load_dataset(out)
-    cfg = _cfg(out, baseline="ridge", max_epoch=6, eval_interval=2, learning_rate=3e-3, ema_decay=0.8)
-    ridge = fit(replace(cfg, model_name="ridge", model={}, baseline="none"), *data, tmp_path / "ridge")
+    cfg = _cfg(
+        out,
+        baseline="ridge",
+        max_epoch=6,
+        eval_interval=2,
+        learning_rate=3e-3,
+        ema_decay=0.8,
+        input_dropout=input_dropout,
+    )
+    ridge_cfg = replace(cfg, model_name="ridge", model={}, baseline="none", input_dropout=0.0)
+    ridge = fit(ridge_cfg, *data, tmp_path / "ridge")
     full = fit(cfg, *data, tmp_path / "full")
     start = load_run(tmp_path / "full")
     assert start.model.ridge.alpha == load_run(tmp_path / "ridge").model.alpha  # same fit, same choice
@@ -180,6 +191,35 @@ def test_gnn_with_descriptors_starts_at_the_ridge_floor_and_resumes_exactly(data
         averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
         same = [torch.equal(state["model"][k], v) for k, v in averaged.items()]
         assert all(same) if name == "best.pt" else not all(same)  # last.pt keeps the raw weights
+
+
+def test_input_dropout_reaches_only_the_network_part_and_only_in_training(dataset, tmp_path):
+    out, _ = dataset
+    data = load_dataset(out)
+    with pytest.raises(Exception, match="input_dropout acts on the network part"):
+        fit(_cfg(out, max_epoch=1, input_dropout=0.3), *data, tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()  # refused before anything is written
+    fit(_cfg(out, baseline="ridge", max_epoch=2, input_dropout=0.5), *data, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    model, graph = run.model, data[0]["val"][0]
+    feat = run.features(graph)
+    seen = []
+    model.network.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["feat"]), with_kwargs=True
+    )
+    with torch.no_grad():
+        model.eval()
+        evaluated = model(graph, feat)
+        model.train()
+        trained = model(graph, feat)
+    assert torch.equal(seen[0], feat)  # evaluation: every input
+    dropped = seen[1] == 0
+    assert 0.4 < dropped[feat != 0].float().mean() < 0.6  # training: about half of them, rescaled
+    assert torch.allclose(seen[1][~dropped], 2 * feat[~dropped])
+    ridge_part = model.ridge(graph, feat)
+    gate = model.gate * GATE_SCALE
+    assert torch.allclose(evaluated, ridge_part + gate * model.network(graph=graph, feat=feat))
+    assert not torch.allclose(trained, evaluated)
 
 
 def test_finished_run_continues_with_a_larger_budget_as_if_never_stopped(dataset, tmp_path):
