@@ -118,6 +118,7 @@ warmup_epochs: 0
 ema_decay: 0.0
 train_eval_graphs: 0
 baseline: none
+input_dropout: 0.0
 selection_metric: pearson
 task: graph
 target: null
