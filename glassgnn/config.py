@@ -125,6 +125,7 @@ class TrainConfig:
         "evaluate, select and save an exponential moving average of the weights, updated after every "
         "step with this decay (e.g. 0.99; 0: off): steadier validation curves from small batches",
         minimum=0.0,
+        below=1.0,
     )
     train_eval_graphs: int = _f(
         0,
@@ -143,6 +144,7 @@ class TrainConfig:
         "baseline ridge: drop each node input of the network part with this probability during "
         "training (the ridge part reads them all): regularises a network reading descriptors",
         minimum=0.0,
+        below=1.0,
     )
     selection_metric: str = _f("pearson", "validation metric for selection", choices=tuple(SELECTION_METRICS))
     task: str | None = _f(
@@ -304,6 +306,8 @@ def _check(where: str, key: str, value: Any, tp: Any, meta: dict | None = None) 
         raise ConfigError(f"{where}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if "minimum" in meta and value is not None and value < meta["minimum"]:
         raise ConfigError(f"{where}: {key} must be >= {meta['minimum']}, got {value!r}")
+    if "below" in meta and value is not None and not value < meta["below"]:
+        raise ConfigError(f"{where}: {key} must be < {meta['below']}, got {value!r}")
     return value
 
 

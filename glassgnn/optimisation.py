@@ -60,6 +60,4 @@ def make_ema(module, cfg: TrainConfig):
     """The moving average of ``module``'s weights (and batch-norm statistics), or None when off."""
     if cfg.ema_decay <= 0:
         return None
-    if not cfg.ema_decay < 1:
-        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)

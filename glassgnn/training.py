@@ -261,8 +261,6 @@ def check_run(
         raise ConfigError(f"{cfg.model_name} is fitted in closed form: baseline must be none")
     if cfg.input_dropout and cfg.baseline == "none":
         raise ConfigError("input_dropout acts on the network part of baseline ridge: set --baseline ridge")
-    if not cfg.input_dropout < 1:
-        raise ConfigError(f"input_dropout must be in [0, 1), got {cfg.input_dropout}")
     if task.kind.per_graph and (cfg.baseline != "none" or _closed_form(cfg.model_name)):
         raise ConfigError(f"{cfg.model_name} with baseline {cfg.baseline}: per-particle targets only")
     resolved = replace(

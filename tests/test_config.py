@@ -46,6 +46,8 @@ def test_yaml_float_written_without_dot_is_a_float(tmp_path):
         ({"global": {"patience": "many"}}, "patience must be of type int"),
         ({"global": {"scheduler": "linear"}}, "scheduler must be one of none, step, plateau, cosine"),
         ({"global": {"batch_size": 0}}, "batch_size must be >= 1"),
+        ({"global": {"ema_decay": 1.0}}, "ema_decay must be < 1.0"),
+        ({"global": {"input_dropout": 1.0}}, "input_dropout must be < 1.0"),
         ({"mlp": {"hidden_dim": 3}}, "unknown key 'hidden_dim' for model 'mlp'.*hidden_dims"),
         ({"mlp": {"hidden_dims": "64"}}, "hidden_dims must be of type list\\[int\\]"),
         ({"mlp": {"in_dim": 3}}, "in_dim is set from the dataset"),
