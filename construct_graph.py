@@ -111,7 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         action=KeyValues,
         help="override descriptor parameters, e.g. coarse_radii=[1.5,2.2] q_l=[4,6], or fields=[pot] "
-        "to add per-atom values the files carry (values read as YAML; defaults follow the data's "
+        "to add per-atom values the files carry, learned_fields=[pot,press] to learn them from the "
+        "train files' geometry (values read as YAML; defaults follow the data's "
         "length scale and are recorded in the manifest)",
     )
     parser.add_argument("--output_dir", required=True, help="dataset directory to write")
@@ -163,7 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"train mean/std {manifest.graph_normalisation.to_dict()}"
         )
     if manifest.descriptor_names:
-        count, params = len(manifest.descriptor_names), manifest.graph["descriptors"]
+        count, params = len(manifest.descriptor_names), dict(manifest.graph["descriptors"])
+        if params.get("learned_weights"):  # hundreds of numbers: the manifest has them
+            params["learned_weights"] = "fitted on the train split (in the manifest)"
         print(f"descriptors: {count} per particle, parameters {params}")
     print(f"wrote {args.output_dir}")
     return manifest

@@ -9,8 +9,9 @@ train6, 5 Å, read from ../shared/data/cuzr_symgnn) and the bundled Kob-Andersen
 (datasets/ka_T0.64: configurations 0-11 train, 12-13 val, propensity at time index 6 =
 tau_alpha, type-A particles, cutoff 2.0 sigma). Both are built once with
 ``construct_graph.py --descriptors`` (the default descriptor set); ``cuzr+energy`` adds the
-per-atom potential energy and stresses of the CuZr files, ``ka+inherent`` the inherent
-structure (``--descriptors inherent``).
+per-atom potential energy and stresses of the CuZr files, ``cuzr+learned`` the energy and
+pressure learned from the training files' geometry (``learned_fields``: validation reads
+positions only), ``ka+inherent`` the inherent structure (``--descriptors inherent``).
 
 Every variant is ``train.py`` in a fresh process with one thread (``OMP_NUM_THREADS=1``) and
 ``--max_cpu_time`` set to the largest budget; metrics.csv records the CPU seconds of every
@@ -77,6 +78,8 @@ DATASETS = {
     "cuzr": (CUZR_ARGS, ["--descriptors"]),
     # + the per-atom potential energy and stresses the CuZr files carry
     "cuzr+energy": (CUZR_ARGS, ["--descriptors", "--descriptor_param", "fields=[pot,press,von]"]),
+    # + the energy and pressure learned from train0-5's geometry (positions only on train6)
+    "cuzr+learned": (CUZR_ARGS, ["--descriptors", "--descriptor_param", "learned_fields=[pot,press]"]),
     "ka": (KA_ARGS, ["--descriptors"]),
     # + the inherent structure (LAMMPS minimisation of the Kob-Andersen potential)
     "ka+inherent": (KA_ARGS, ["--descriptors", "inherent"]),

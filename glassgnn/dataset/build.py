@@ -17,6 +17,7 @@ from glassgnn import schema
 from glassgnn.descriptors import DescriptorParams, compute_descriptors
 from glassgnn.graph import build_graph
 from glassgnn.lammps_driver import LammpsError
+from glassgnn.learned_fields import FieldSnapshot, fit_learned_fields
 from glassgnn.neighbors import perpendicular_widths, wrap
 from glassgnn.readers import (
     FORMATS,
@@ -118,6 +119,9 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
     mask = None
     if mask_labels != "all":
         mask = np.isin(np.asarray(snapshot.type_labels)[snapshot.types], mask_labels)
+    # training labels of the learned descriptor fields, not node inputs (validation files lack them)
+    learned = (params["descriptors"] or {}).get("learned_fields", [])
+    inputs = {k: v for k, v in snapshot.fields.items() if k != target and k not in learned}
     try:
         graph = build_graph(
             snapshot.positions,
@@ -129,7 +133,7 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
             self_loops=params["self_loops"],
             knn=params["knn"],
             pair_cutoffs=_pair_matrix(snapshot, params),
-            extra_fields={k: v for k, v in snapshot.fields.items() if k != target},
+            extra_fields=inputs,
         )
     except ReaderError:
         raise
@@ -165,9 +169,7 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         "target_names": snapshot.target_columns(target) if has_target else [],
         "mask_types": mask_labels,
         "target": target if has_target else None,
-        "extra_fields": {
-            k: (int(v.shape[1]) if v.ndim == 2 else 1) for k, v in snapshot.fields.items() if k != target
-        },
+        "extra_fields": {k: (int(v.shape[1]) if v.ndim == 2 else 1) for k, v in inputs.items()},
         "cell": snapshot.cell,
         "units": snapshot.units,
         "graph_target": _graph_target_row(snapshot, params["graph_target"], require_target),
@@ -176,7 +178,7 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         # kept until the dataset's type map is known (finish_graphs): descriptors are per species
         record["positions"] = np.asarray(snapshot.positions, dtype=np.float64)
         names = params["descriptors"].get("fields", [])
-        if target in names:
+        if target in [*names, *learned]:
             raise ReaderError(snapshot.source, f"the target {target!r} cannot be a descriptor field")
         missing = [name for name in names if name not in snapshot.fields]
         if missing:
@@ -184,6 +186,10 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
                 snapshot.source, f"no field(s) {missing} for the descriptors (has: {sorted(snapshot.fields)})"
             )
         record["descriptor_fields"] = {name: snapshot.fields[name] for name in names}
+        # only the training split's files need them (fit_learned_descriptors)
+        record["learned_fields"] = {
+            name: snapshot.fields[name] for name in learned if name in snapshot.fields
+        }
     if schema.DESCRIPTORS in record["extra_fields"] and params["descriptors"] is not None:
         raise ReaderError(snapshot.source, f"has a field named {schema.DESCRIPTORS!r}; rename it")
     return graph, record
@@ -253,8 +259,35 @@ def apply_type_map(graph: dgl.DGLGraph, record: dict, type_map: dict[str, int]) 
         raise ReaderError(
             record["source"], f"type(s) {unknown} not in the dataset's type map {sorted(type_map)}"
         )
-    lookup = torch.tensor([type_map[label] for label in record["type_labels"]], dtype=torch.int64)
-    graph.ndata[schema.TYPE] = lookup[graph.ndata[schema.TYPE]]
+    graph.ndata[schema.TYPE] = torch.from_numpy(_dataset_types(graph, record, type_map))
+
+
+def _dataset_types(graph: dgl.DGLGraph, record: dict, type_map: dict[str, int]) -> np.ndarray:
+    """[n_atoms] int64 types of a graph still in its file's labels, in ``type_map``'s indices."""
+    lookup = np.array([type_map[label] for label in record["type_labels"]], dtype=np.int64)
+    return lookup[graph.ndata[schema.TYPE].numpy()]
+
+
+def fit_learned_descriptors(
+    train: list[tuple[dgl.DGLGraph, dict]], type_map: dict[str, int], params: dict
+) -> dict:
+    """``params`` with the descriptors' learned fields fitted on the ``train`` graphs and records
+    (before :func:`finish_graphs`); unchanged without learned fields or when already fitted."""
+    descriptors = DescriptorParams.from_dict(params["descriptors"]) if params["descriptors"] else None
+    if descriptors is None or not descriptors.learned_fields or descriptors.learned_weights:
+        return params
+    snapshots = [
+        FieldSnapshot(
+            record["positions"],
+            _dataset_types(graph, record, type_map),
+            record["cell"],
+            record["learned_fields"],
+            f"{record['source']} frame {record['frame']}",
+        )
+        for graph, record in train
+    ]
+    fitted = fit_learned_fields(snapshots, len(type_map), descriptors)  # errors name the file
+    return {**params, "descriptors": fitted.to_dict()}
 
 
 def finish_graphs(results: list[tuple[dgl.DGLGraph, dict]], type_map: dict[str, int], params: dict) -> None:
@@ -269,6 +302,7 @@ def finish_graphs(results: list[tuple[dgl.DGLGraph, dict]], type_map: dict[str, 
         apply_type_map(graph, record, type_map)
         positions = record.pop("positions", None)
         fields = record.pop("descriptor_fields", {})
+        record.pop("learned_fields", None)
         if descriptors is None:
             continue
         types = graph.ndata[schema.TYPE].numpy()

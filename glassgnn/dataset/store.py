@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from glassgnn import schema
-from glassgnn.dataset.build import build_records, check_params, finish_graphs, graph_labels, union_type_map
+from glassgnn.dataset.build import (
+    build_records,
+    check_params,
+    finish_graphs,
+    fit_learned_descriptors,
+    graph_labels,
+    union_type_map,
+)
 from glassgnn.descriptors import DescriptorParams, default_params, descriptor_names, required_keys
 from glassgnn.fileio import atomic_directory, sha256
 from glassgnn.manifest import Manifest, Normalisation
@@ -204,6 +211,7 @@ def construct_dataset(
         type_map = union_type_map(everything)
         _warn_unseen_types(built)
         _check_labels(params, type_map)
+        params = fit_learned_descriptors(built["train"], type_map, params)
         for split in schema.SPLITS:
             finish_graphs(built[split], type_map, params)
         manifest = _manifest(built, params, type_map)
