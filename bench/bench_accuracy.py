@@ -167,8 +167,12 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    for ax, (data, variants) in zip(axes[0], results.items(), strict=True):
+    columns = min(3, len(results))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    for ax, (data, variants) in zip(axes.flat[: len(results)], results.items(), strict=True):
         for k, (name, curves) in enumerate(variants.items()):
             colour = f"C{k}"
             if all(c["limit_s"] == float("inf") for c in curves.values()):

@@ -145,6 +145,9 @@ def test_default_params_follow_the_length_scale():
     ka = default_params(np.zeros((1000, 3)), np.full(3, 9.4104), "radial")  # density 1.2, a = 0.941
     assert ka == DescriptorParams("radial", 0.75, 2.6, 0.075, 0.075, (), 1.4, (0.94, 1.4, 2.1, 2.8))
     assert default_params(np.zeros((1000, 3)), np.full(3, 9.4104), q_cutoff=1.45).q_cutoff == 1.45
+    # the fine shells of learned fields scale too, and are set only when fields are learned
+    assert default_params(np.zeros((8000, 3)), np.full(3, 50.23), learned_fields=["pot"]).learned_step == 0.05
+    assert cuzr.learned_step == 0.0
     names = descriptor_names(2, cuzr)
     assert len(names) == len(set(names)) == 5 * (2 * 26 + 2 * 2 * 3 + 2)
     assert names[:2] == ["rho_s0_r2.00", "rho_s0_r2.20"] and "cg3.80:q6_all" in names
@@ -232,8 +235,9 @@ def test_file_fields_become_columns_and_are_coarse_grained():
         compute_descriptors(positions, types, cell, NUM_TYPES, params, {"pot": pot[:10]})
 
 
-def test_params_written_before_fields_and_inherent_existed_read_as_defaults():
-    old = {k: v for k, v in SMALL.to_dict().items() if k not in ("fields", "inherent")}
+def test_params_written_before_later_keys_existed_read_as_defaults():
+    later = ("fields", "inherent", "learned_fields", "learned_step", "learned_weights")
+    old = {k: v for k, v in SMALL.to_dict().items() if k not in later}
     assert DescriptorParams.from_dict(old) == SMALL and SMALL.fields == () and SMALL.inherent == ""
     assert DescriptorParams.from_dict({**old, "fields": "pot"}).fields == ("pot",)
     for change, key in [({"inherent": "lj"}, "inherent"), ({"fields": ["pot", "pot"]}, "fields")]:
