@@ -124,10 +124,7 @@ class DescriptorParams:
         radii = tuple(_number("coarse_radii", r) for r in _sequence("coarse_radii", self.coarse_radii))
         object.__setattr__(self, "q_l", tuple(int(l) for l in degrees))
         object.__setattr__(self, "coarse_radii", radii)
-        fields = _sequence("fields", (self.fields,) if isinstance(self.fields, str) else self.fields)
-        if any(not isinstance(f, str) or not f for f in fields):
-            raise ValueError(f"descriptor parameter 'fields' must hold field names, got {self.fields!r}")
-        object.__setattr__(self, "fields", tuple(fields))
+        object.__setattr__(self, "fields", _names("fields", self.fields))
         self._check_learned()
         if self.inherent not in ("", *POTENTIALS):
             raise ValueError(
@@ -135,15 +132,14 @@ class DescriptorParams:
             )
 
     def _check_learned(self) -> None:
-        value = self.learned_fields
-        learned = _sequence("learned_fields", (value,) if isinstance(value, str) else value)
-        if any(not isinstance(f, str) or not f for f in learned) or set(learned) & set(self.fields):
+        learned = _names("learned_fields", self.learned_fields)
+        if set(learned) & set(self.fields):
             raise ValueError(
-                f"descriptor parameter 'learned_fields' must hold field names not in 'fields', got {value!r}"
+                f"descriptor parameter 'learned_fields' must hold names not in 'fields', got {learned!r}"
             )
         if learned and self.learned_step == 0:
             raise ValueError("descriptor parameter 'learned_step' must be positive with 'learned_fields'")
-        object.__setattr__(self, "learned_fields", tuple(learned))
+        object.__setattr__(self, "learned_fields", learned)
         try:  # nested lists from JSON -> nested tuples of floats
             weights = tuple(
                 tuple(tuple(float(w) for w in row) for row in field) for field in self.learned_weights
@@ -193,6 +189,14 @@ def _number(key: str, value, allow_zero: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"descriptor parameter {key!r} must be a finite positive length, got {value!r}")
     return float(value)
+
+
+def _names(key: str, value) -> tuple[str, ...]:
+    """A tuple of distinct non-empty field names from a name or a sequence of names."""
+    names = _sequence(key, (value,) if isinstance(value, str) else value)
+    if any(not isinstance(name, str) or not name for name in names):
+        raise ValueError(f"descriptor parameter {key!r} must hold field names, got {value!r}")
+    return names
 
 
 def _sequence(key: str, value) -> tuple:
@@ -352,8 +356,8 @@ def checked_cutoff(params: DescriptorParams, cell: np.ndarray) -> float:
     half_width = perpendicular_widths(cell).min() / 2
     if cutoff >= half_width:
         raise ValueError(
-            f"descriptor cutoff {cutoff:g} (largest shell + {TRUNCATION:g} widths, coarse radius or "
-            f"q_cutoff) must be below half the cell's smallest width, {half_width:g}"
+            f"descriptor cutoff {cutoff:g} (largest shell + {TRUNCATION:g} widths, coarse radius, "
+            f"q_cutoff or fine shell) must be below half the cell's smallest width, {half_width:g}"
         )
     return cutoff
 

@@ -77,10 +77,10 @@ def fit_learned_fields(
         for name in params.learned_fields:
             values[name].append(np.asarray(snapshot.fields[name], dtype=np.float64).reshape(-1))
     basis, types = np.concatenate(bases), np.concatenate(types)
-    weights = [
-        [_ridge(basis[types == t], np.concatenate(values[name])[types == t], t) for t in range(num_types)]
-        for name in params.learned_fields
-    ]
+    weights = []
+    for name in params.learned_fields:
+        field = np.concatenate(values[name])
+        weights.append([_ridge(basis[types == t], field[types == t], t) for t in range(num_types)])
     return dataclasses.replace(params, learned_weights=weights)
 
 
