@@ -3,15 +3,10 @@
 Per particle, in float64, in the length unit of the positions:
 
 1. Species-resolved radial densities in Gaussian-smeared shells (Boattini, Smallenburg and
-   Filion, PRL 127, 088007, 2021; GlassMLP, Jung, Biroli and Berthier, PRL 130, 238202,
-   2023): ``G_i^s(r_k) = sum_{j in s, j != i} exp(-(r_ij - r_k)^2 / (2 delta^2))``, each
-   Gaussian truncated to ``|r_ij - r_k| < 3 delta`` (:data:`TRUNCATION`).
+   Filion, PRL 127, 088007, 2021; GlassMLP, Jung, Biroli and Berthier, PRL 130, 238202, 2023).
 2. Species-resolved Steinhardt order ``q_l`` over the neighbours closer than ``q_cutoff``,
-   per neighbour species and over all neighbours: ``q_lm(i) = mean_j Y_lm(r_ij / |r_ij|)``,
-   ``q_l = sqrt(4 pi / (2l + 1) sum_m |q_lm|^2)``; and Lechner and Dellago's averaged
-   ``qbar_l`` (J. Chem. Phys. 129, 114707, 2008): the same invariant of ``q_lm`` averaged
-   over i and its neighbours (all species). A particle without neighbours of a species
-   gets ``q_lm = 0`` for it, so ``q_l = 0`` (no orientational information).
+   and Lechner and Dellago's averaged ``qbar_l`` (J. Chem. Phys. 129, 114707, 2008).
+   Formulas, and why not freud: :mod:`glassgnn.local_structure`.
 3. One-hot type.
 4. Optionally (``fields``) per-particle values the file carries, such as the potential energy
    and stress of the CuZr files (``pot``, ``press``, ``von``): atomic-level energies and
@@ -39,16 +34,6 @@ CuZr (a = 2.51 Å) shells 2.0-7.0 Å every 0.2 Å of width 0.2 Å, q_cutoff 3.8 
 2.5, 3.8, 5.5, 7.5 Å; Kob-Andersen at density 1.2 (a = 0.941 sigma) shells 0.75-2.6 every
 0.075 of width 0.075, q_cutoff 1.4, radii 0.94, 1.4, 2.1, 2.8; l = 4, 6.
 
-Spherical harmonics: ``scipy.special.sph_harm_y(l, m, polar, azimuth)`` (SciPy >= 1.15;
-SciPy 1.17, installed here, no longer has ``sph_harm``, whose argument order was swapped). Only m >= 0 is
-evaluated, since ``q_l,-m = (-1)^m conj(q_lm)``, and each unordered pair once
-(``Y_lm(-u) = (-1)^l Y_lm(u)``). freud-analysis 3.4 installs with numpy < 2 (with rowan,
-parsnip-cif and more-itertools) and its ``Steinhardt(average=True)`` agrees with our
-``qbar_l`` to 6e-6, but it is not used: it computes in single precision, it is not
-species-resolved (one neighbour list per species pair would be needed), it has no Gaussian
-shells or coarse-graining, and this module's one-neighbour-list path already costs about
-0.6 s of CPU per 8000-atom CuZr snapshot (``bench/bench_descriptors.py``).
-
 Periodic images: every cutoff must be shorter than half the smallest perpendicular width of
 the cell (one minimum image per pair); longer ones are refused with a ValueError.
 """
@@ -60,13 +45,17 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse
-from scipy.special import sph_harm_y
 
 from glassgnn.inherent import POTENTIALS, inherent_structure
-from glassgnn.neighbors import cell_matrix, perpendicular_widths, radius_pairs
-
-TRUNCATION = 3.0  # each shell Gaussian is cut at |r - r_k| = TRUNCATION * shell_width
+from glassgnn.local_structure import (
+    TRUNCATION,
+    Pairs,
+    neighbour_mean,
+    radial_densities,
+    snapshot_pairs,
+    steinhardt,
+)
+from glassgnn.neighbors import cell_matrix, perpendicular_widths
 
 
 @dataclass(frozen=True)
@@ -338,10 +327,10 @@ def compute_descriptors(
         parts.append(_structure(snapshot_pairs(minimum.positions, cell, cutoff), types, num_types, params))
         parts.append(np.stack([minimum.energy, minimum.displacement], axis=1))
     features = np.concatenate(parts, axis=1)
-    i, j, _, r = pairs
     averaged = [features]
     for radius in params.coarse_radii:
-        averaged.append(_neighbour_mean(i[r < radius], j[r < radius], n_atoms) @ features)
+        near = pairs.closer_than(radius)
+        averaged.append(neighbour_mean(near.i, near.j, n_atoms) @ features)
     return np.concatenate(averaged, axis=1)
 
 
@@ -362,32 +351,26 @@ def checked_cutoff(params: DescriptorParams, cell: np.ndarray) -> float:
     return cutoff
 
 
-def snapshot_pairs(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> tuple:
-    """(i, j, displacement, distance) of each unordered pair closer than ``cutoff``."""
-    src, dst, disp = radius_pairs(positions, cell, cutoff)
-    half = len(src) // 2  # edge e and e + half are reverses: keep each unordered pair once
-    return src[:half], dst[:half], disp[:half], np.linalg.norm(disp[:half], axis=1)
-
-
-def _structure(pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
+def _structure(pairs: Pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
     """[n_atoms, ...] shell densities, then q_l and qbar_l when ``params.q_l`` is set."""
-    n_atoms = len(types)
-    parts = [_radial(pairs, types, n_atoms, num_types, params)]
+    centres = shell_centres(params)
+    parts = [radial_densities(pairs, types, num_types, centres, params.shell_step, params.shell_width)]
     if params.q_l:
-        parts += _steinhardt(pairs, types, n_atoms, num_types, params)
+        parts += steinhardt(pairs, types, num_types, params.q_l, params.q_cutoff)
     return np.concatenate(parts, axis=1)
 
 
-def fine_basis(pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
+def fine_basis(pairs: Pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
     """[n_atoms, num_types * n_fine] densities in the fine shells of the learned fields.
 
     ``pairs`` as from :func:`snapshot_pairs`, reaching at least ``shell_stop + 3 learned_step``.
     """
-    fine = dataclasses.replace(params, shell_step=params.learned_step, shell_width=params.learned_step)
-    return _radial(pairs, types, len(types), num_types, fine)
+    step = params.learned_step
+    centres = shell_centres(dataclasses.replace(params, shell_step=step))
+    return radial_densities(pairs, types, num_types, centres, step, step)
 
 
-def _learned(pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
+def _learned(pairs: Pairs, types: np.ndarray, num_types: int, params: DescriptorParams) -> np.ndarray:
     """[n_atoms, len(learned_fields)] the fitted linear maps applied per centre type."""
     if not params.learned_weights:
         raise ValueError(f"learned fields {list(params.learned_fields)} have not been fitted")
@@ -410,69 +393,3 @@ def _field_column(fields: dict[str, np.ndarray], name: str, n_atoms: int) -> np.
     if values.shape not in ((n_atoms,), (n_atoms, 1)) or not np.all(np.isfinite(values)):
         raise ValueError(f"field {name!r} must hold one finite number per particle, got shape {values.shape}")
     return values.reshape(n_atoms, 1)
-
-
-def _radial(pairs, types, n_atoms: int, num_types: int, params: DescriptorParams) -> np.ndarray:
-    """[n_atoms, num_types * n_shells] truncated Gaussian shell densities, species-major."""
-    i, j, _, r = pairs
-    centres = shell_centres(params)
-    n_shells, width = len(centres), params.shell_width
-    # Each pair reaches the few shells within 3 widths: a window of offsets from the first.
-    first = np.floor((r - TRUNCATION * width - params.shell_start) / params.shell_step).astype(np.int64)
-    window = math.floor(2 * TRUNCATION * width / params.shell_step) + 3
-    shell = first[:, None] + np.arange(window)
-    inside = (shell >= 0) & (shell < n_shells)
-    shell = np.clip(shell, 0, n_shells - 1)
-    offset = r[:, None] - centres[shell]
-    keep = inside & (np.abs(offset) < TRUNCATION * width)
-    weight = np.exp(-(offset[keep] ** 2) / (2 * width**2))
-    rows = np.broadcast_to(np.arange(len(r))[:, None], keep.shape)[keep]
-    shell = shell[keep]
-    size = n_atoms * num_types * n_shells
-    density = np.bincount((i[rows] * num_types + types[j[rows]]) * n_shells + shell, weight, size)
-    density += np.bincount((j[rows] * num_types + types[i[rows]]) * n_shells + shell, weight, size)
-    return density.reshape(n_atoms, num_types * n_shells)
-
-
-def _steinhardt(pairs, types, n_atoms: int, num_types: int, params: DescriptorParams) -> list[np.ndarray]:
-    """[q_l, qbar_l] blocks, each [n_atoms, len(q_l) * (num_types + 1)], l-major."""
-    i, j, disp, r = pairs
-    near = r < params.q_cutoff
-    i, j, disp, r = i[near], j[near], disp[near], r[near]
-    polar = np.arccos(np.clip(disp[:, 2] / r, -1.0, 1.0))
-    azimuth = np.arctan2(disp[:, 1], disp[:, 0])
-    degree = np.concatenate([np.full(l + 1, l) for l in params.q_l])
-    order = np.concatenate([np.arange(l + 1) for l in params.q_l])
-    harmonics = sph_harm_y(degree[None], order[None], polar[:, None], azimuth[:, None])  # [n_pairs, n_lm]
-    # Sums over the neighbours of each (particle, neighbour species); the reverse direction
-    # of a pair has Y_lm(-u) = (-1)^l Y_lm(u).
-    rows = n_atoms * num_types
-    forward = scipy.sparse.csr_matrix(
-        (np.ones(len(i)), (i * num_types + types[j], np.arange(len(i)))), (rows, len(i))
-    )
-    reverse = scipy.sparse.csr_matrix(
-        (np.ones(len(i)), (j * num_types + types[i], np.arange(len(i)))), (rows, len(i))
-    )
-    sums = (forward @ harmonics + (reverse @ harmonics) * (-1.0) ** degree).reshape(n_atoms, num_types, -1)
-    counts = (forward.sum(axis=1) + reverse.sum(axis=1)).A.reshape(n_atoms, num_types, 1)
-    sums = np.concatenate([sums, sums.sum(axis=1, keepdims=True)], axis=1)  # [n_atoms, T + 1, n_lm]
-    counts = np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1)
-    local = sums / np.maximum(counts, 1)  # zero without neighbours
-    averaged = (_neighbour_mean(i, j, n_atoms) @ local.reshape(n_atoms, -1)).reshape(local.shape)
-    return [_invariants(q, degree, order, params.q_l) for q in (local, averaged)]
-
-
-def _invariants(q_lm: np.ndarray, degree: np.ndarray, order: np.ndarray, q_l: tuple[int, ...]) -> np.ndarray:
-    """[n_atoms, len(q_l) * S] rotational invariants of q_lm [n_atoms, S, n_lm] (m >= 0 only)."""
-    power = np.abs(q_lm) ** 2 * np.where(order == 0, 1.0, 2.0)  # m and -m have equal norms
-    columns = [np.sqrt(4 * np.pi / (2 * l + 1) * power[..., degree == l].sum(axis=-1)) for l in q_l]
-    return np.concatenate(columns, axis=1)
-
-
-def _neighbour_mean(i: np.ndarray, j: np.ndarray, n_atoms: int) -> scipy.sparse.csr_matrix:
-    """[n_atoms, n_atoms] row-normalised matrix averaging over each particle and its neighbours
-    (unordered pairs i-j given once)."""
-    rows = np.concatenate([i, j, np.arange(n_atoms)])
-    cols = np.concatenate([j, i, np.arange(n_atoms)])
-    counts = np.bincount(rows, minlength=n_atoms).astype(np.float64)
-    return scipy.sparse.csr_matrix((1.0 / counts[rows], (rows, cols)), (n_atoms, n_atoms))

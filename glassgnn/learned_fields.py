@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glassgnn.descriptors import DescriptorParams, checked_cutoff, fine_basis, snapshot_pairs
+from glassgnn.descriptors import DescriptorParams, checked_cutoff, fine_basis
+from glassgnn.local_structure import snapshot_pairs
 from glassgnn.neighbors import cell_matrix
 
 RIDGE = 1e-4
