@@ -20,8 +20,9 @@ from glassgnn.fileio import OutputExistsError, write_json, write_text
 from glassgnn.manifest import Manifest
 from glassgnn.metrics import METRICS, summarise
 from glassgnn.readers import ReaderError
+from glassgnn.resume import check_resume, stops_at_once
 from glassgnn.task_kind import task_kind
-from glassgnn.training import check_resume, check_run, fit, stops_at_once
+from glassgnn.training import check_run, fit
 
 SUMMARY = "summary.json"
 

@@ -16,8 +16,6 @@ continues a killed run to the same result as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,27 +30,25 @@ from torch.utils.data import DataLoader
 
 from glassgnn import distributed, outputs, schema
 from glassgnn.augment import augment_graph
-from glassgnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from glassgnn.checkpoint import save_checkpoint, seed_everything
 from glassgnn.closed_form import fit_closed_form
 from glassgnn.config import (
-    BUDGET_KEYS,
-    RUNTIME_KEYS,
     SELECTION_METRICS,
     ConfigError,
     ResolvedConfig,
     dump,
-    load_resolved,
     model_hparams,
     readout_config,
 )
 from glassgnn.devices import select_device
 from glassgnn.distributed import DistInfo
 from glassgnn.evaluation import metrics_row, selection_value
-from glassgnn.fileio import OutputExistsError, write_text
+from glassgnn.fileio import write_text
 from glassgnn.final_evaluation import finish
 from glassgnn.fine_tune import start_from_run
 from glassgnn.manifest import Manifest
-from glassgnn.optimisation import make_ema, make_optimizer, retarget_schedule
+from glassgnn.optimisation import make_ema, make_optimizer
+from glassgnn.resume import better, check_resume, checkpoint_state, new_loop, restore, stop_reason
 from glassgnn.run import build_network
 from glassgnn.task import Task
 from models.contract import Ability
@@ -105,68 +101,6 @@ def train_epoch(
         total += float(loss)
     losses = distributed.gather_objects((total, len(batches)), info)
     return sum(t for t, _ in losses) / max(1, sum(n for _, n in losses))
-
-
-def _better(value: float, best: float | None, maximise: bool) -> bool:
-    if best is None:
-        return True
-    if math.isnan(value):
-        return False
-    if math.isnan(best):
-        return True
-    return value > best if maximise else value < best
-
-
-def _stop_reason(loop: dict, cfg: ResolvedConfig, epoch: int, elapsed: float) -> str | bool:
-    """Why training stops after this evaluation (a truthy message), or False.
-
-    ``elapsed`` is the wall time of training; the CPU time is ``loop["cpu_elapsed"]``.
-    """
-    if loop["bad_evals"] >= cfg.patience:
-        return f"early stop, {loop['bad_evals']} evaluations without validation improvement"
-    if epoch == cfg.max_epoch:
-        return "max_epoch reached"
-    if 0 < cfg.max_time <= elapsed:
-        return f"max_time {cfg.max_time:g} s reached"
-    if 0 < cfg.max_cpu_time <= loop["cpu_elapsed"]:
-        return f"max_cpu_time {cfg.max_cpu_time:g} s reached"
-    return False
-
-
-def check_resume(out: Path, config: ResolvedConfig) -> None:
-    """A resumed run keeps its settings; only runtime keys and larger budgets may differ."""
-    # A training key the saved file lacks takes its built-in default, as when the run started:
-    # keys are added with defaults that keep the earlier behaviour, so runs made before a key
-    # existed (e.g. ``freeze``) can still be continued. Model hyperparameters compare as written.
-    saved = load_resolved(out / outputs.CONFIG).to_dict()
-    resolved = config.to_dict()
-    ignore = {*RUNTIME_KEYS, *BUDGET_KEYS, "num_exp"}
-    differ = sorted(
-        k for k in set(saved) | set(resolved) if k not in ignore and saved.get(k) != resolved.get(k)
-    )
-    if differ:
-        raise ConfigError(
-            f"--resume: {', '.join(differ)} differs from {out / outputs.CONFIG}; a resumed run keeps its "
-            f"settings (only {', '.join(RUNTIME_KEYS)} may change, and {', '.join(BUDGET_KEYS)} may grow)"
-        )
-    for key in BUDGET_KEYS:
-        old, new = saved.get(key), resolved.get(key)
-        unlimited_when_zero = key in ("max_time", "max_cpu_time")
-        shrinks = new != 0 and (old == 0 or new < old) if unlimited_when_zero else new < old
-        if old is not None and new != old and shrinks:
-            raise ConfigError(f"--resume: {key} {new} is smaller than the run's {old}; budgets may only grow")
-
-
-def stops_at_once(run_dir: Path, cfg: ResolvedConfig) -> str | bool:
-    """Why the run in ``run_dir`` would stop at once under ``cfg``'s budgets (a truthy message),
-    or False when ``--resume`` with ``cfg`` has epochs to train (an unfinished run, or a finished
-    one whose budget was raised)."""
-    return _stays_stopped({**_new_loop(), **load_checkpoint(run_dir / outputs.LAST)["loop"]}, cfg)
-
-
-def _stays_stopped(loop: dict, cfg: ResolvedConfig) -> str | bool:
-    """Why a finished run's loop state would stop again at once under ``cfg`` (truthy), else False."""
-    return loop["stopped"] and _stop_reason(loop, cfg, loop["epoch"], loop["elapsed"])
 
 
 def _check_fields(cfg: ResolvedConfig) -> None:
@@ -235,19 +169,6 @@ def fit(
     return results
 
 
-def _state(module, opt, sched, loop: dict, task: Task, cfg: ResolvedConfig, info: DistInfo, ema=None) -> dict:
-    return {
-        "model": module.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict() if sched is not None else None,
-        "rng": distributed.gather_objects(rng_state(), info),
-        "loop": dict(loop),
-        "normalisation": task.normalisation(),
-        "config": cfg.to_dict(),  # plain values: checkpoints load with weights_only
-    }
-
-
 def check_run(
     cfg: ResolvedConfig, graphs: dict, manifest: Manifest, graph_targets: dict | None = None
 ) -> tuple[Task, ResolvedConfig, torch.nn.Module]:
@@ -285,51 +206,14 @@ def _closed_form(model_name: str) -> bool:
     return Ability.CLOSED_FORM_FIT in get_entry(model_name).cls.abilities
 
 
-def _new_loop() -> dict:
-    """Bookkeeping of a run; checkpointed, so --resume continues it exactly."""
-    loop = {"epoch": 0, "best_epoch": 0, "best_value": None, "bad_evals": 0, "stopped": False}
-    return loop | {"history": [], "elapsed": 0.0, "cpu_elapsed": 0.0, "segment": 1}
-
-
-def _restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo, ema=None) -> dict:
-    """Load last.pt into the model, optimiser, schedule and RNGs; return the loop state.
-
-    A finished run continues when its budget (``max_epoch``, ``max_time``, ``patience``)
-    was raised: the same seed stream goes on from the last epoch, and metrics.csv
-    numbers the rows of each continuation in its ``segment`` column.
-    """
-    state = load_checkpoint(out / outputs.LAST)  # CPU: RNG states must stay CPU tensors
-    module.load_state_dict(state["model"])
-    if ema is not None:
-        ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
-    if sched is not None:
-        sched.load_state_dict(state["scheduler"])
-        retarget_schedule(sched, cfg)
-    set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-    loop = {**_new_loop(), **state["loop"]}
-    if reason := _stays_stopped(loop, cfg):
-        raise OutputExistsError(
-            f"{out} holds a finished run; nothing to resume ({reason}): raise --max_epoch, "
-            "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"
-        )
-    if loop["stopped"]:  # a finished run whose budget was raised
-        LOG.info("continuing the finished run (%s) from epoch %d", loop["stopped"], loop["epoch"])
-        if info.is_main and (out / outputs.RESULTS).exists():  # unfinished again until this segment ends
-            os.replace(out / outputs.RESULTS, out / outputs.segment_results(loop["segment"]))
-        loop.update(stopped=False, segment=loop["segment"] + 1)
-    LOG.info("resumed from %s at epoch %d", out / outputs.LAST, loop["epoch"])
-    return loop
-
-
 def _fit_closed_form(module, task: Task, cfg: ResolvedConfig, out: Path, device, info: DistInfo) -> dict:
     """A closed-form model (``ridge``): one fit, one history row per candidate setting."""
     start, cpu_start = time.perf_counter(), time.process_time()
     rows = fit_closed_form(module, task, cfg, device, info)
     metric = cfg.selection_metric
-    loop = _new_loop()
+    loop = new_loop()
     for epoch, row in enumerate(rows, start=1):  # the rule of the gradient loop picks the model's choice
-        if _better(selection_value(row, metric), loop["best_value"], SELECTION_METRICS[metric]):
+        if better(selection_value(row, metric), loop["best_value"], SELECTION_METRICS[metric]):
             loop.update(best_epoch=epoch, best_value=selection_value(row, metric))
     loop.update(epoch=len(rows), stopped="closed-form fit")
     best = loop["best_epoch"] - 1
@@ -376,7 +260,7 @@ class _Training:
     opt: torch.optim.Optimizer
     sched: object | None
     ema: object | None  # AveragedModel of the module, or None
-    loop: dict  # checkpointed bookkeeping (_new_loop)
+    loop: dict  # checkpointed bookkeeping (resume.new_loop)
     train_split: str  # "train" or the sample of training graphs evaluated
     n_train_eval: int
     wall_start: float  # clock readings at which elapsed and cpu_elapsed were zero
@@ -408,13 +292,13 @@ class _Training:
         loop["history"].append(row)
         if self.sched is not None and cfg.scheduler == "plateau":
             self.sched.step(value)
-        improved = _better(value, loop["best_value"], SELECTION_METRICS[metric])
+        improved = better(value, loop["best_value"], SELECTION_METRICS[metric])
         if improved:
             loop.update(best_epoch=epoch, best_value=value, bad_evals=0)
         else:
             loop["bad_evals"] += 1
-        loop["stopped"] = _stop_reason(loop, cfg, epoch, loop["elapsed"])
-        state = _state(self.module, self.opt, self.sched, loop, self.task, cfg, self.info, self.ema)
+        loop["stopped"] = stop_reason(loop, cfg, epoch, loop["elapsed"])
+        state = checkpoint_state(self.module, self.opt, self.sched, loop, self.task, cfg, self.info, self.ema)
         if self.info.is_main:
             if improved:  # best.pt's "model" holds the weights that were evaluated
                 save_checkpoint(self.out / outputs.BEST, {**state, "model": evaluated.state_dict()})
@@ -442,9 +326,9 @@ def _start(
     opt, sched = make_optimizer(module, cfg)
     ema = make_ema(module, cfg)
     if resume:
-        loop = _restore(out, module, opt, sched, cfg, info, ema)
+        loop = restore(out, module, opt, sched, cfg, info, ema)
     else:
-        loop = _new_loop()
+        loop = new_loop()
         if cfg.baseline == "ridge" and cfg.init_from is None:  # a fine-tuned run keeps its floor
             fit_closed_form(module.ridge, task, cfg, device, info)
             LOG.info("baseline: ridge with alpha %g (chosen on val)", float(module.ridge.alpha))
