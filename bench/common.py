@@ -56,6 +56,8 @@ VARIANTS = {
         Variant("bapst+desc", "bapst", DESC),
         Variant("schnet", "schnet"),
         Variant("schnet+desc", "schnet", DESC),
+        # the network trained on the ranking within each snapshot (glassgnn/losses.py)
+        Variant("schnet+desc+centred", "schnet", (*DESC, "--loss", "centred_mse")),
         Variant("symgnn", "symgnn"),
         Variant("symgnn+desc", "symgnn", DESC),
         Variant("se3", "se3"),

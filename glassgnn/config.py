@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from glassgnn.losses import LOSSES
 from glassgnn.manifest import TASKS
 from models.models import get_entry, make_config, model_config_keys, model_names
 from models.readout import READOUT_OPS, ReadoutConfig
@@ -145,6 +146,13 @@ class TrainConfig:
         "training (the ridge part reads them all): regularises a network reading descriptors",
         minimum=0.0,
         below=1.0,
+    )
+    loss: str = _f(
+        "mse",
+        "training loss on the standardised targets: mse, or centred_mse (per-particle task: the "
+        "MSE after removing each snapshot's mean error, blind to snapshot-wide shifts as "
+        "within-snapshot Pearson is; glassgnn/losses.py)",
+        choices=LOSSES,
     )
     selection_metric: str = _f("pearson", "validation metric for selection", choices=tuple(SELECTION_METRICS))
     task: str | None = _f(

@@ -46,6 +46,7 @@ from glassgnn.evaluation import metrics_row, selection_value
 from glassgnn.fileio import write_text
 from glassgnn.final_evaluation import finish
 from glassgnn.fine_tune import start_from_run
+from glassgnn.losses import centred_mse, masked_mse
 from glassgnn.manifest import Manifest
 from glassgnn.optimisation import make_ema, make_optimizer
 from glassgnn.resume import better, check_resume, checkpoint_state, new_loop, restore, stop_reason
@@ -59,12 +60,6 @@ LOG = outputs.LOGGER
 
 def _collate(graphs: list[dgl.DGLGraph], ids: list[int]) -> tuple[dgl.DGLGraph, list[int]]:
     return dgl.batch([graphs[i] for i in ids]), ids
-
-
-def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    if not bool(mask.any()):
-        return pred.sum() * 0.0  # keeps the autograd graph (DDP needs a backward on every rank)
-    return ((pred - target)[mask] ** 2).mean()
 
 
 def train_epoch(
@@ -90,7 +85,11 @@ def train_epoch(
     for batch, ids in loader:
         batch = augment_graph(batch.to(device), cfg.augment, generator)
         pred = model(graph=batch, feat=task.features(batch))
-        loss = _masked_mse(pred, *task.batch_targets(batch, "train", ids))
+        target, mask = task.batch_targets(batch, "train", ids)
+        if cfg.loss == "centred_mse":
+            loss = centred_mse(pred, target, mask, batch.batch_num_nodes())
+        else:
+            loss = masked_mse(pred, target, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -182,6 +181,8 @@ def check_run(
         raise ConfigError(f"{cfg.model_name} is fitted in closed form: baseline must be none")
     if cfg.input_dropout and cfg.baseline == "none":
         raise ConfigError("input_dropout acts on the network part of baseline ridge: set --baseline ridge")
+    if task.kind.per_graph and cfg.loss == "centred_mse":
+        raise ConfigError("loss centred_mse centres per snapshot: per-particle targets only")
     if task.kind.per_graph and (cfg.baseline != "none" or _closed_form(cfg.model_name)):
         raise ConfigError(f"{cfg.model_name} with baseline {cfg.baseline}: per-particle targets only")
     resolved = replace(

@@ -360,6 +360,10 @@ def test_task_must_match_the_dataset(density_dataset, tmp_path, capsys):
             ],
             "no graph targets; build it with construct_graph.py --graph_target",
         ),
+        (
+            _graph_flags(density_dataset, "mlp", tmp_path / "c", "--loss=centred_mse"),
+            "loss centred_mse centres per snapshot: per-particle targets only",
+        ),
     ]
     for flags, message in cases:
         with pytest.raises(SystemExit) as exc:
