@@ -121,6 +121,7 @@ ema_decay: 0.0
 train_eval_graphs: 0
 baseline: none
 input_dropout: 0.0
+loss: mse
 selection_metric: pearson
 task: graph
 target: null
