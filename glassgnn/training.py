@@ -1,4 +1,5 @@
-"""The training loop: masked MSE on standardised targets, selection on validation only.
+"""The training loop: masked MSE (plain or per-snapshot centred, :mod:`glassgnn.losses`) on
+standardised targets, selection on validation only.
 
 One run: Adam (optionally AMSGrad, weight decay, gradient clipping, a learning-rate
 schedule after a linear warm-up) on mini-batches of graphs shuffled every epoch; every
@@ -69,7 +70,7 @@ def train_epoch(
 
     Args:
         cfg: the run's configuration (``seed``, ``batch_size``, ``num_workers``, ``augment``,
-            ``grad_clip``).
+            ``loss``, ``grad_clip``).
         ema: an :class:`torch.optim.swa_utils.AveragedModel` updated after every step (or None).
     """
     model.train()
