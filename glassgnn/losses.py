@@ -12,6 +12,7 @@ is trained on the ranking within each glass only (docs/accuracy.md).
 
 from __future__ import annotations
 
+import dgl
 import torch
 
 LOSSES = ("mse", "centred_mse")
@@ -41,9 +42,7 @@ def centred_mse(
     """
     if not bool(mask.any()):
         return pred.sum() * 0.0
-    snapshot = torch.repeat_interleave(torch.arange(len(graph_sizes), device=pred.device), graph_sizes)[mask]
-    error = (pred - target)[mask]  # [n_masked, k]
-    sums = torch.zeros(len(graph_sizes), error.shape[1], dtype=error.dtype, device=error.device)
-    sums.index_add_(0, snapshot, error)
-    counts = torch.bincount(snapshot, minlength=len(graph_sizes)).clamp(min=1)
-    return ((error - (sums / counts[:, None].to(error.dtype))[snapshot]) ** 2).mean()
+    error = (pred - target)[mask]  # [n_masked, k], still grouped by snapshot in batch order
+    counts = dgl.ops.segment_reduce(graph_sizes, mask[:, None].to(error.dtype), "sum").flatten().long()
+    means = dgl.ops.segment_reduce(counts, error, "mean")  # [n_graphs, k]
+    return ((error - means.repeat_interleave(counts, dim=0)) ** 2).mean()
