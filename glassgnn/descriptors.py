@@ -254,10 +254,15 @@ def default_params(
     return DescriptorParams(**{**values, **overrides})
 
 
-def shell_centres(params: DescriptorParams) -> np.ndarray:
-    """[n_shells] radial shell centres ``start + k * step`` up to ``stop`` (1e-9 tolerance)."""
-    count = math.floor((params.shell_stop - params.shell_start) / params.shell_step + 1e-9) + 1
-    return params.shell_start + params.shell_step * np.arange(count)
+def shell_centres(params: DescriptorParams, step: float | None = None) -> np.ndarray:
+    """[n_shells] radial shell centres ``start + k * step`` up to ``stop`` (1e-9 tolerance).
+
+    Args:
+        step: the spacing, default ``params.shell_step`` (the fine shells pass ``learned_step``).
+    """
+    step = params.shell_step if step is None else step
+    count = math.floor((params.shell_stop - params.shell_start) / step + 1e-9) + 1
+    return params.shell_start + step * np.arange(count)
 
 
 def descriptor_names(num_types: int, params: DescriptorParams) -> list[str]:
@@ -366,7 +371,7 @@ def fine_basis(pairs: Pairs, types: np.ndarray, num_types: int, params: Descript
     ``pairs`` as from :func:`snapshot_pairs`, reaching at least ``shell_stop + 3 learned_step``.
     """
     step = params.learned_step
-    centres = shell_centres(dataclasses.replace(params, shell_step=step))
+    centres = shell_centres(params, step)
     return radial_densities(pairs, types, num_types, centres, step, step)
 
 
