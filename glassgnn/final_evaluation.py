@@ -13,13 +13,14 @@ from glassgnn.config import ResolvedConfig
 from glassgnn.evaluation import evaluate, headline_of, predict_split
 from glassgnn.fileio import write_json
 from glassgnn.metrics import METRICS
+from glassgnn.resume import LoopState
 from glassgnn.task import Task
 
 LOG = outputs.LOGGER
 
 
 def finish(
-    module, task: Task, cfg: ResolvedConfig, out: Path, loop: dict, n_params, device, info, elapsed
+    module, task: Task, cfg: ResolvedConfig, out: Path, loop: LoopState, n_params, device, info, elapsed
 ) -> dict:
     """Evaluate the selected checkpoint once on every split and write the outputs.
 
@@ -41,26 +42,24 @@ def finish(
         "selection": {
             "split": "val",
             "metric": cfg.selection_metric,
-            "value": loop["best_value"],
+            "value": loop.best_value,
             "rule": "checkpoint chosen on the validation split only; test evaluated once with it",
         },
-        "best_epoch": loop["best_epoch"],
-        "last_epoch": loop["epoch"],
-        "stopped_early": loop["bad_evals"] >= cfg.patience,
-        "stop_reason": loop["stopped"],
+        "best_epoch": loop.best_epoch,
+        "last_epoch": loop.epoch,
+        "stopped_early": loop.bad_evals >= cfg.patience,
+        "stop_reason": loop.stopped,
         "metrics": final,
         "wall_time_s": elapsed,
         "num_parameters": n_params,
         "world_size": info.world_size,
     }
     if info.is_main:
-        LOG.info(
-            "selected epoch %d (val %s %.4f)", loop["best_epoch"], cfg.selection_metric, loop["best_value"]
-        )
+        LOG.info("selected epoch %d (val %s %.4f)", loop.best_epoch, cfg.selection_metric, loop.best_value)
         for split, result in final.items():
             LOG.info("%s: %s", split, ", ".join(f"{m} {headline_of(result, m):.4f}" for m in METRICS))
         metric = cfg.selection_metric if cfg.selection_metric != "loss" else "pearson"
-        plots.learning_curves(loop["history"], metric, loop["best_epoch"], out / outputs.LEARNING_CURVES)
+        plots.learning_curves(loop.history, metric, loop.best_epoch, out / outputs.LEARNING_CURVES)
         if cfg.save_results:
             write_predictions(task, preds, out)
         write_json(out / outputs.RESULTS, results)  # last: marks the run as finished

@@ -1,17 +1,19 @@
 """The bookkeeping of a training run that ``--resume`` continues: loop state, stop rules,
 checkpoint contents, and the checks that a resumed run keeps its settings.
 
-The loop state (:func:`new_loop`) is a plain dict of numbers, strings and lists, saved in
-``last.pt`` with the model, optimiser, schedule, weight average and every RNG state, so a
-killed run resumed from it ends where an uninterrupted one does (tests/test_interruptions.py).
+The loop state (:class:`LoopState`) is saved in ``last.pt`` as a plain dict, with the model,
+optimiser, schedule, weight average and every RNG state, so a killed run resumed from it ends
+where an uninterrupted one does (tests/test_interruptions.py).
 A finished run continues when a budget key (``BUDGET_KEYS``) grew; the rows of each
 continuation carry their ``segment`` number in metrics.csv.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from glassgnn import distributed, outputs
@@ -35,18 +37,55 @@ def better(value: float, best: float | None, maximise: bool) -> bool:
     return value > best if maximise else value < best
 
 
-def stop_reason(loop: dict, cfg: ResolvedConfig, epoch: int, elapsed: float) -> str | bool:
+@dataclass
+class LoopState:
+    """Bookkeeping of a run; checkpointed, so --resume continues it exactly.
+
+    Attributes:
+        epoch: last epoch trained.
+        best_epoch: epoch of the best validation value so far (0: none yet).
+        best_value: that value (None before the first evaluation).
+        bad_evals: evaluations since the last improvement (the ``patience`` counter).
+        stopped: why the run stopped (a message), or False while it runs.
+        history: one metrics.csv row per evaluation.
+        elapsed: wall seconds of training so far, over every segment.
+        cpu_elapsed: CPU seconds of training so far, over every segment.
+        segment: 1 for the first run, +1 for each continuation with a raised budget.
+    """
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_value: float | None = None
+    bad_evals: int = 0
+    stopped: str | bool = False
+    history: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0
+    cpu_elapsed: float = 0.0
+    segment: int = 1
+
+    def to_dict(self) -> dict:
+        """Plain values, so a checkpoint holding them loads with ``weights_only=True``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> LoopState:
+        """The state a checkpoint saved; keys it lacks (runs older than the key) take their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+
+def stop_reason(loop: LoopState, cfg: ResolvedConfig, epoch: int, elapsed: float) -> str | bool:
     """Why training stops after this evaluation (a truthy message), or False.
 
-    ``elapsed`` is the wall time of training; the CPU time is ``loop["cpu_elapsed"]``.
+    ``elapsed`` is the wall time of training; the CPU time is ``loop.cpu_elapsed``.
     """
-    if loop["bad_evals"] >= cfg.patience:
-        return f"early stop, {loop['bad_evals']} evaluations without validation improvement"
+    if loop.bad_evals >= cfg.patience:
+        return f"early stop, {loop.bad_evals} evaluations without validation improvement"
     if epoch == cfg.max_epoch:
         return "max_epoch reached"
     if 0 < cfg.max_time <= elapsed:
         return f"max_time {cfg.max_time:g} s reached"
-    if 0 < cfg.max_cpu_time <= loop["cpu_elapsed"]:
+    if 0 < cfg.max_cpu_time <= loop.cpu_elapsed:
         return f"max_cpu_time {cfg.max_cpu_time:g} s reached"
     return False
 
@@ -79,16 +118,16 @@ def stops_at_once(run_dir: Path, cfg: ResolvedConfig) -> str | bool:
     """Why the run in ``run_dir`` would stop at once under ``cfg``'s budgets (a truthy message),
     or False when ``--resume`` with ``cfg`` has epochs to train (an unfinished run, or a finished
     one whose budget was raised)."""
-    return stays_stopped({**new_loop(), **load_checkpoint(run_dir / outputs.LAST)["loop"]}, cfg)
+    return stays_stopped(LoopState.from_dict(load_checkpoint(run_dir / outputs.LAST)["loop"]), cfg)
 
 
-def stays_stopped(loop: dict, cfg: ResolvedConfig) -> str | bool:
+def stays_stopped(loop: LoopState, cfg: ResolvedConfig) -> str | bool:
     """Why a finished run's loop state would stop again at once under ``cfg`` (truthy), else False."""
-    return loop["stopped"] and stop_reason(loop, cfg, loop["epoch"], loop["elapsed"])
+    return loop.stopped and stop_reason(loop, cfg, loop.epoch, loop.elapsed)
 
 
 def checkpoint_state(
-    module, opt, sched, loop: dict, task: Task, cfg: ResolvedConfig, info: DistInfo, ema=None
+    module, opt, sched, loop: LoopState, task: Task, cfg: ResolvedConfig, info: DistInfo, ema=None
 ) -> dict:
     """What last.pt holds (best.pt: the same with the evaluated weights as ``model``); plain
     values, so both load with ``weights_only=True``."""
@@ -98,19 +137,13 @@ def checkpoint_state(
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else None,
         "rng": distributed.gather_objects(rng_state(), info),
-        "loop": dict(loop),
+        "loop": loop.to_dict(),
         "normalisation": task.normalisation(),
         "config": cfg.to_dict(),  # plain values: checkpoints load with weights_only
     }
 
 
-def new_loop() -> dict:
-    """Bookkeeping of a run; checkpointed, so --resume continues it exactly."""
-    loop = {"epoch": 0, "best_epoch": 0, "best_value": None, "bad_evals": 0, "stopped": False}
-    return loop | {"history": [], "elapsed": 0.0, "cpu_elapsed": 0.0, "segment": 1}
-
-
-def restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo, ema=None) -> dict:
+def restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo, ema=None) -> LoopState:
     """Load last.pt into the model, optimiser, schedule and RNGs; return the loop state.
 
     A finished run continues when its budget (``max_epoch``, ``max_time``, ``patience``)
@@ -126,16 +159,16 @@ def restore(out: Path, module, opt, sched, cfg: ResolvedConfig, info: DistInfo, 
         sched.load_state_dict(state["scheduler"])
         retarget_schedule(sched, cfg)
     set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-    loop = {**new_loop(), **state["loop"]}
+    loop = LoopState.from_dict(state["loop"])
     if reason := stays_stopped(loop, cfg):
         raise OutputExistsError(
             f"{out} holds a finished run; nothing to resume ({reason}): raise --max_epoch, "
             "--max_time, --max_cpu_time or --patience to continue it, or --overwrite to start again"
         )
-    if loop["stopped"]:  # a finished run whose budget was raised
-        LOG.info("continuing the finished run (%s) from epoch %d", loop["stopped"], loop["epoch"])
+    if loop.stopped:  # a finished run whose budget was raised
+        LOG.info("continuing the finished run (%s) from epoch %d", loop.stopped, loop.epoch)
         if info.is_main and (out / outputs.RESULTS).exists():  # unfinished again until this segment ends
-            os.replace(out / outputs.RESULTS, out / outputs.segment_results(loop["segment"]))
-        loop.update(stopped=False, segment=loop["segment"] + 1)
-    LOG.info("resumed from %s at epoch %d", out / outputs.LAST, loop["epoch"])
+            os.replace(out / outputs.RESULTS, out / outputs.segment_results(loop.segment))
+        loop.stopped, loop.segment = False, loop.segment + 1
+    LOG.info("resumed from %s at epoch %d", out / outputs.LAST, loop.epoch)
     return loop

@@ -50,7 +50,7 @@ from glassgnn.fine_tune import start_from_run
 from glassgnn.losses import centred_mse, masked_mse
 from glassgnn.manifest import Manifest
 from glassgnn.optimisation import make_ema, make_optimizer
-from glassgnn.resume import better, check_resume, checkpoint_state, new_loop, restore, stop_reason
+from glassgnn.resume import LoopState, better, check_resume, checkpoint_state, restore, stop_reason
 from glassgnn.run import build_network
 from glassgnn.task import Task
 from models.contract import Ability
@@ -213,25 +213,25 @@ def _fit_closed_form(module, task: Task, cfg: ResolvedConfig, out: Path, device,
     start, cpu_start = time.perf_counter(), time.process_time()
     rows = fit_closed_form(module, task, cfg, device, info)
     metric = cfg.selection_metric
-    loop = new_loop()
+    loop = LoopState(epoch=len(rows), stopped="closed-form fit")
     for epoch, row in enumerate(rows, start=1):  # the rule of the gradient loop picks the model's choice
-        if better(selection_value(row, metric), loop["best_value"], SELECTION_METRICS[metric]):
-            loop.update(best_epoch=epoch, best_value=selection_value(row, metric))
-    loop.update(epoch=len(rows), stopped="closed-form fit")
-    best = loop["best_epoch"] - 1
+        if better(selection_value(row, metric), loop.best_value, SELECTION_METRICS[metric]):
+            loop.best_epoch, loop.best_value = epoch, selection_value(row, metric)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    loop["history"] = [{"epoch": i + 1, **row, "time_s": elapsed, "cpu_s": cpu} for i, row in enumerate(rows)]
-    LOG.info("%s: %s selected on val (%s %.4f)", cfg.model_name, rows[best], metric, loop["best_value"])
+    loop.history = [{"epoch": i + 1, **row, "time_s": elapsed, "cpu_s": cpu} for i, row in enumerate(rows)]
+    LOG.info(
+        "%s: %s selected on val (%s %.4f)", cfg.model_name, rows[loop.best_epoch - 1], metric, loop.best_value
+    )
     state = {
         "model": module.state_dict(),
-        "loop": loop,
+        "loop": loop.to_dict(),
         "normalisation": task.normalisation(),
         "config": cfg.to_dict(),
     }
     if info.is_main:
         save_checkpoint(out / outputs.BEST, state)
         save_checkpoint(out / outputs.LAST, state)
-        outputs.write_metrics_csv(out / outputs.METRICS, loop["history"])
+        outputs.write_metrics_csv(out / outputs.METRICS, loop.history)
     n_params = sum(p.numel() for p in module.parameters())
     return finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
 
@@ -262,7 +262,7 @@ class _Training:
     opt: torch.optim.Optimizer
     sched: object | None
     ema: object | None  # AveragedModel of the module, or None
-    loop: dict  # checkpointed bookkeeping (resume.new_loop)
+    loop: LoopState  # checkpointed bookkeeping
     train_split: str  # "train" or the sample of training graphs evaluated
     n_train_eval: int
     wall_start: float  # clock readings at which elapsed and cpu_elapsed were zero
@@ -275,13 +275,13 @@ class _Training:
         evaluated = self.module if self.ema is None else self.ema.module
         splits = [(self.train_split, "train"), ("val", "val")]
         row.update(metrics_row(evaluated, task, splits, cfg.batch_size, self.device, self.info))
-        self.loop["elapsed"] = time.perf_counter() - self.wall_start
-        self.loop["cpu_elapsed"] = time.process_time() - self.cpu_start
+        self.loop.elapsed = time.perf_counter() - self.wall_start
+        self.loop.cpu_elapsed = time.process_time() - self.cpu_start
         row.update(
-            time_s=self.loop["elapsed"],
-            cpu_s=self.loop["cpu_elapsed"],
+            time_s=self.loop.elapsed,
+            cpu_s=self.loop.cpu_elapsed,
             train_eval_graphs=self.n_train_eval,
-            segment=self.loop["segment"],
+            segment=self.loop.segment,
         )
         return row, evaluated
 
@@ -291,21 +291,21 @@ class _Training:
         cfg, loop = self.cfg, self.loop
         metric = cfg.selection_metric
         value = selection_value(row, metric)
-        loop["history"].append(row)
+        loop.history.append(row)
         if self.sched is not None and cfg.scheduler == "plateau":
             self.sched.step(value)
-        improved = better(value, loop["best_value"], SELECTION_METRICS[metric])
+        improved = better(value, loop.best_value, SELECTION_METRICS[metric])
         if improved:
-            loop.update(best_epoch=epoch, best_value=value, bad_evals=0)
+            loop.best_epoch, loop.best_value, loop.bad_evals = epoch, value, 0
         else:
-            loop["bad_evals"] += 1
-        loop["stopped"] = stop_reason(loop, cfg, epoch, loop["elapsed"])
+            loop.bad_evals += 1
+        loop.stopped = stop_reason(loop, cfg, epoch, loop.elapsed)
         state = checkpoint_state(self.module, self.opt, self.sched, loop, self.task, cfg, self.info, self.ema)
         if self.info.is_main:
             if improved:  # best.pt's "model" holds the weights that were evaluated
                 save_checkpoint(self.out / outputs.BEST, {**state, "model": evaluated.state_dict()})
             save_checkpoint(self.out / outputs.LAST, state)
-            outputs.write_metrics_csv(self.out / outputs.METRICS, loop["history"])
+            outputs.write_metrics_csv(self.out / outputs.METRICS, loop.history)
         LOG.info(
             "epoch %d loss %.4g | train %s %.4f | val loss %.4g %s %.4f%s",
             epoch,
@@ -330,7 +330,7 @@ def _start(
     if resume:
         loop = restore(out, module, opt, sched, cfg, info, ema)
     else:
-        loop = new_loop()
+        loop = LoopState()
         if cfg.baseline == "ridge" and cfg.init_from is None:  # a fine-tuned run keeps its floor
             fit_closed_form(module.ridge, task, cfg, device, info)
             LOG.info("baseline: ridge with alpha %g (chosen on val)", float(module.ridge.alpha))
@@ -343,7 +343,7 @@ def _start(
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(module, device_ids=ids)
-    wall_start, cpu_start = wall_zero - loop["elapsed"], cpu_zero - loop["cpu_elapsed"]
+    wall_start, cpu_start = wall_zero - loop.elapsed, cpu_zero - loop.cpu_elapsed
     return _Training(
         cfg,
         task,
@@ -372,10 +372,10 @@ def _loop(
         return _fit_closed_form(module, task, cfg, out, device, info)
     run = _start(cfg, task, out, resume, device, info, module)
     loop = run.loop
-    first = cfg.max_epoch + 1 if loop["stopped"] else loop["epoch"] + 1
+    first = cfg.max_epoch + 1 if loop.stopped else loop.epoch + 1
     bar = tqdm.tqdm(
         range(first, cfg.max_epoch + 1),
-        initial=loop["epoch"],
+        initial=loop.epoch,
         total=cfg.max_epoch,
         desc=cfg.model_name,
         disable=not info.is_main,
@@ -385,15 +385,15 @@ def _loop(
         LOG.debug("epoch %d: mean batch loss %.5g, lr %.3g", epoch, epoch_loss, run.opt.param_groups[0]["lr"])
         if run.sched is not None and cfg.scheduler != "plateau":
             run.sched.step()
-        loop["epoch"] = epoch
+        loop.epoch = epoch
         if epoch % cfg.eval_interval == 0 or epoch == cfg.max_epoch:
             run.record(epoch, *run.evaluate(epoch, epoch_loss))
             metric = cfg.selection_metric
-            bar.set_postfix({f"best val_{metric}": f"{loop['best_value']:.4f}", "at": loop["best_epoch"]})
+            bar.set_postfix({f"best val_{metric}": f"{loop.best_value:.4f}", "at": loop.best_epoch})
         if on_epoch_end is not None:
             on_epoch_end(epoch)
-        if loop["stopped"]:
-            LOG.info("stopped at epoch %d: %s", epoch, loop["stopped"])
+        if loop.stopped:
+            LOG.info("stopped at epoch %d: %s", epoch, loop.stopped)
             break
     bar.close()
     if module.supports(Ability.TRAINING_CACHE):
