@@ -71,10 +71,6 @@ class GNNExplainerSettings:
     layered: bool = True
 
 
-def _segment_ids(counts: torch.Tensor) -> torch.Tensor:
-    return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-
-
 def _entropy(p: torch.Tensor, eps: float = 1e-15) -> torch.Tensor:
     return -p * torch.log(p + eps) - (1 - p) * torch.log(1 - p + eps)
 
@@ -126,8 +122,6 @@ def explain_gnnexplainer(
             batch, centers, subgraphs, local = khop_subgraphs(graph, chunk, num_hops)
             centers = centers.to(device)
             sub_feat = feat[batch.ndata[dgl.NID].long()]
-            node_seg = _segment_ids(batch.batch_num_nodes())
-            edge_seg = _segment_ids(batch.batch_num_edges())
             with torch.no_grad():
                 original = check_per_particle(model(graph=batch, feat=sub_feat), batch)[centers]
             inits = [
@@ -136,12 +130,12 @@ def explain_gnnexplainer(
             edge_logits = nn.Parameter(torch.cat([e for e, _ in inits]).to(device))
             feat_logits = nn.Parameter(torch.stack([f for _, f in inits]).to(device))
             optimiser = torch.optim.Adam([edge_logits, feat_logits], lr=settings.lr)
-            edges_per_graph = batch.batch_num_edges().to(device).float()[edge_seg]
+            edges_per_graph = dgl.broadcast_edges(batch, batch.batch_num_edges().to(device).float())
             predict = masked_model(model, batch, centers, num_hops, settings.layered)
             for _ in range(settings.epochs):
                 optimiser.zero_grad()
                 edge_mask, feat_mask = edge_logits.sigmoid(), feat_logits.sigmoid()
-                pred = predict(sub_feat * feat_mask[node_seg], edge_mask)
+                pred = predict(sub_feat * dgl.broadcast_nodes(batch, feat_mask), edge_mask)
                 loss = (pred[centers] - original).pow(2).sum()
                 loss = loss + settings.alpha1 * edge_mask.sum()
                 loss = loss + settings.alpha2 * (_entropy(edge_mask) / edges_per_graph).sum()

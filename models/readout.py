@@ -83,9 +83,8 @@ def _masked_nodes(graph: dgl.DGLGraph, h: torch.Tensor) -> tuple[dgl.DGLGraph, t
     masked counts lets every DGL readout (including attention) run unchanged.
     """
     mask = graph.ndata[schema.MASK].bool()
-    sizes = graph.batch_num_nodes()
-    graph_of_node = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes)
-    counts = torch.bincount(graph_of_node[mask], minlength=len(sizes))
+    # DGL's segment sums take floats only; counts below 2**24 are exact in float32
+    counts = dgl.ops.segment_reduce(graph.batch_num_nodes(), mask.float(), "sum").long()
     if bool((counts == 0).any()):
         empty = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(f"masked readout: graph(s) {empty} of the batch have no masked particle")
