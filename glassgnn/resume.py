@@ -64,8 +64,12 @@ class LoopState:
     segment: int = 1
 
     def to_dict(self) -> dict:
-        """Plain values, so a checkpoint holding them loads with ``weights_only=True``."""
-        return dataclasses.asdict(self)
+        """Plain values, so a checkpoint holding them loads with ``weights_only=True``.
+
+        Shallow (not ``dataclasses.asdict``): it is saved at every evaluation, and a deep copy
+        of the growing history each time would cost time quadratic in the run's length.
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, saved: dict) -> LoopState:
