@@ -20,7 +20,7 @@ LOG = outputs.LOGGER
 
 
 def finish(
-    module, task: Task, cfg: ResolvedConfig, out: Path, loop: LoopState, n_params, device, info, elapsed
+    module, task: Task, cfg: ResolvedConfig, out: Path, loop: LoopState, device, info, elapsed
 ) -> dict:
     """Evaluate the selected checkpoint once on every split and write the outputs.
 
@@ -51,7 +51,7 @@ def finish(
         "stop_reason": loop.stopped,
         "metrics": final,
         "wall_time_s": elapsed,
-        "num_parameters": n_params,
+        "num_parameters": sum(p.numel() for p in module.parameters()),
         "world_size": info.world_size,
     }
     if info.is_main:

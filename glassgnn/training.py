@@ -232,8 +232,7 @@ def _fit_closed_form(module, task: Task, cfg: ResolvedConfig, out: Path, device,
         save_checkpoint(out / outputs.BEST, state)
         save_checkpoint(out / outputs.LAST, state)
         outputs.write_metrics_csv(out / outputs.METRICS, loop.history)
-    n_params = sum(p.numel() for p in module.parameters())
-    return finish(module, task, cfg, out, loop, n_params, device, info, elapsed)
+    return finish(module, task, cfg, out, loop, device, info, elapsed)
 
 
 def _train_eval_split(task: Task, cfg: ResolvedConfig) -> tuple[str, int]:
@@ -399,5 +398,4 @@ def _loop(
     if module.supports(Ability.TRAINING_CACHE):
         module.release_cache()  # training is over: the final evaluation needs none of it
     distributed.barrier(info)
-    n_params = sum(p.numel() for p in module.parameters())
-    return finish(module, task, cfg, out, loop, n_params, device, info, time.perf_counter() - run.wall_start)
+    return finish(module, task, cfg, out, loop, device, info, time.perf_counter() - run.wall_start)
