@@ -113,22 +113,18 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
             snapshot.source, f"no field {target!r} to use as target (has: {sorted(snapshot.fields)})"
         )
     has_target = target is not None and target in snapshot.fields
-    n_atoms = snapshot.num_atoms
-    mask_labels = params["mask_types"] if params["mask_types"] is not None else snapshot.default_mask_labels
-    mask_labels = "all" if mask_labels in (None, "all") else [str(label) for label in mask_labels]
-    mask = None
-    if mask_labels != "all":
-        mask = np.isin(np.asarray(snapshot.type_labels)[snapshot.types], mask_labels)
+    mask_labels, mask = _loss_mask(snapshot, params)
     # training labels of the learned descriptor fields, not node inputs (validation files lack them)
     learned = (params["descriptors"] or {}).get("learned_fields", [])
     inputs = {k: v for k, v in snapshot.fields.items() if k != target and k not in learned}
+    descriptor_inputs = _descriptor_inputs(snapshot, params, target, inputs)  # checked before the search
     try:
         graph = build_graph(
             snapshot.positions,
             snapshot.types,
             snapshot.cell,
             params["cutoff"],
-            targets=snapshot.fields[target] if has_target else np.zeros((n_atoms, 0)),
+            targets=snapshot.fields[target] if has_target else np.zeros((snapshot.num_atoms, 0)),
             mask=mask,
             self_loops=params["self_loops"],
             knn=params["knn"],
@@ -139,29 +135,11 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         raise
     except ValueError as exc:  # the neighbour search refuses the cell or the positions
         raise ReaderError(snapshot.source, f"frame {snapshot.frame}: {exc}") from None
-    reach = max([params["cutoff"] or 0.0, *(params["pair_cutoffs"] or {}).values()])
-    if reach >= perpendicular_widths(snapshot.cell).min() / 2:
-        log.warning(
-            "%s frame %d: cutoff %g reaches beyond half the cell (widths %s): every periodic image "
-            "within it is an edge, so a pair can be connected several times",
-            snapshot.source,
-            snapshot.frame,
-            reach,
-            np.round(perpendicular_widths(snapshot.cell), 4).tolist(),
-        )
-    degree = graph.in_degrees() - int(params["self_loops"])
-    isolated = int((degree == 0).sum())
-    if isolated:
-        log.warning("%s frame %d: %d atoms have no neighbour", snapshot.source, snapshot.frame, isolated)
-    wrapped = wrap(snapshot.positions, snapshot.cell)[1]
-    if wrapped:
-        log.info(
-            "%s frame %d: %d atoms outside the cell wrapped in", snapshot.source, snapshot.frame, wrapped
-        )
+    isolated, wrapped = _report_geometry(snapshot, params, graph)
     record = {
         "source": snapshot.source,
         "frame": snapshot.frame,
-        "num_nodes": n_atoms,
+        "num_nodes": snapshot.num_atoms,
         "num_edges": graph.num_edges(),
         "isolated": isolated,
         "wrapped": wrapped,
@@ -173,26 +151,68 @@ def _snapshot_graph(snapshot: Snapshot, params: dict, require_target: bool) -> t
         "cell": snapshot.cell,
         "units": snapshot.units,
         "graph_target": _graph_target_row(snapshot, params["graph_target"], require_target),
+        **descriptor_inputs,
     }
-    if params["descriptors"] is not None:
-        # kept until the dataset's type map is known (finish_graphs): descriptors are per species
-        record["positions"] = np.asarray(snapshot.positions, dtype=np.float64)
-        names = params["descriptors"].get("fields", [])
-        if target in [*names, *learned]:
-            raise ReaderError(snapshot.source, f"the target {target!r} cannot be a descriptor field")
-        missing = [name for name in names if name not in snapshot.fields]
-        if missing:
-            raise ReaderError(
-                snapshot.source, f"no field(s) {missing} for the descriptors (has: {sorted(snapshot.fields)})"
-            )
-        record["descriptor_fields"] = {name: snapshot.fields[name] for name in names}
-        # only the training split's files need them (fit_learned_descriptors)
-        record["learned_fields"] = {
-            name: snapshot.fields[name] for name in learned if name in snapshot.fields
-        }
-    if schema.DESCRIPTORS in record["extra_fields"] and params["descriptors"] is not None:
-        raise ReaderError(snapshot.source, f"has a field named {schema.DESCRIPTORS!r}; rename it")
     return graph, record
+
+
+def _loss_mask(snapshot: Snapshot, params: dict) -> tuple[str | list[str], np.ndarray | None]:
+    """The type labels in loss and metrics ("all" or a list) and the [n_atoms] bool mask, or None."""
+    labels = params["mask_types"] if params["mask_types"] is not None else snapshot.default_mask_labels
+    if labels in (None, "all"):
+        return "all", None
+    labels = [str(label) for label in labels]
+    return labels, np.isin(np.asarray(snapshot.type_labels)[snapshot.types], labels)
+
+
+def _descriptor_inputs(snapshot: Snapshot, params: dict, target: str | None, inputs: dict) -> dict:
+    """What the descriptors need from this snapshot, kept in its record until the dataset's type
+    map is known (:func:`finish_graphs`: descriptors are per species); {} without descriptors.
+    Raises ReaderError when a field they name is missing or is the target."""
+    descriptors = params["descriptors"]
+    if descriptors is None:
+        return {}
+    if schema.DESCRIPTORS in inputs:
+        raise ReaderError(snapshot.source, f"has a field named {schema.DESCRIPTORS!r}; rename it")
+    names, learned = descriptors.get("fields", []), descriptors.get("learned_fields", [])
+    if target in [*names, *learned]:
+        raise ReaderError(snapshot.source, f"the target {target!r} cannot be a descriptor field")
+    missing = [name for name in names if name not in snapshot.fields]
+    if missing:
+        raise ReaderError(
+            snapshot.source, f"no field(s) {missing} for the descriptors (has: {sorted(snapshot.fields)})"
+        )
+    return {
+        "positions": np.asarray(snapshot.positions, dtype=np.float64),
+        "descriptor_fields": {name: snapshot.fields[name] for name in names},
+        # only the training split's files need them (fit_learned_descriptors)
+        "learned_fields": {name: snapshot.fields[name] for name in learned if name in snapshot.fields},
+    }
+
+
+def _report_geometry(snapshot: Snapshot, params: dict, graph: dgl.DGLGraph) -> tuple[int, int]:
+    """Warn about a cutoff beyond half the cell and isolated atoms; returns the number of
+    isolated atoms and of atoms wrapped into the cell."""
+    reach = max([params["cutoff"] or 0.0, *(params["pair_cutoffs"] or {}).values()])
+    widths = perpendicular_widths(snapshot.cell)
+    if reach >= widths.min() / 2:
+        log.warning(
+            "%s frame %d: cutoff %g reaches beyond half the cell (widths %s): every periodic image "
+            "within it is an edge, so a pair can be connected several times",
+            snapshot.source,
+            snapshot.frame,
+            reach,
+            np.round(widths, 4).tolist(),
+        )
+    isolated = int((graph.in_degrees() - int(params["self_loops"]) == 0).sum())
+    if isolated:
+        log.warning("%s frame %d: %d atoms have no neighbour", snapshot.source, snapshot.frame, isolated)
+    wrapped = wrap(snapshot.positions, snapshot.cell)[1]
+    if wrapped:
+        log.info(
+            "%s frame %d: %d atoms outside the cell wrapped in", snapshot.source, snapshot.frame, wrapped
+        )
+    return isolated, wrapped
 
 
 def _graph_target_row(snapshot: Snapshot, names: list[str] | None, require: bool) -> np.ndarray | None:
