@@ -76,10 +76,15 @@ class NormalEquations:
         xty = self.xty - self.count * torch.outer(x_mean, y_mean)
         eigval, eigvec = torch.linalg.eigh(xtx)
         projected = eigvec.T @ xty
+        # Directions X does not span (one-hot types sum to one, so centred X is rank deficient)
+        # have eigenvalues at round-off level, of either sign: at alpha = 0 they are left out,
+        # as numpy's lstsq and pinv do (the minimum-norm solution), not divided by ~0.
+        eigval = eigval.clamp(min=0.0)
+        spanned = eigval > eigval.max() * len(eigval) * torch.finfo(eigval.dtype).eps
         out = []
         for alpha in alphas:
-            # eigenvalues may be slightly negative from round-off where X is rank deficient
-            weight = eigvec @ (projected / (eigval.clamp(min=0.0) + alpha).clamp(min=1e-300).unsqueeze(1))
+            inverse = torch.where(spanned | (alpha > 0), 1.0 / (eigval + alpha), 0.0)
+            weight = eigvec @ (projected * inverse.unsqueeze(1))
             out.append((weight, y_mean - x_mean @ weight))
         return out
 

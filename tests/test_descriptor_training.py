@@ -65,9 +65,13 @@ def dataset(tmp_path_factory):
     return out, files
 
 
-def test_ridge_solution_equals_numpy_least_squares():
+@pytest.mark.parametrize("one_hot", [False, True], ids=["full_rank", "one_hot_columns"])
+def test_ridge_solution_equals_numpy_least_squares(one_hot):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((200, 7)), rng.standard_normal((200, 2))
+    if one_hot:  # two columns summing to one, as a one-hot type does: centred X is rank deficient
+        x[:, 0] = rng.integers(0, 2, 200)
+        x[:, 1] = 1.0 - x[:, 0]
     equations = NormalEquations(7, 2)
     equations.add(torch.from_numpy(x[:120]), torch.from_numpy(y[:120]))
     equations.add(torch.from_numpy(x[120:]), torch.from_numpy(y[120:]))
