@@ -20,7 +20,6 @@ subprocess per step, so it includes DGL's C++ and torch allocations.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -113,13 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
+    from bench import machine
+
     torch_threads(args.threads)
     graph, feat, model = _setup(args.pooling)
     if args.peak_of:
         print(_step_peak(args.peak_of, graph, feat, model))
         return
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"load: {os.getloadavg()[0]:.2f} (1-min average), torch threads: {torch.get_num_threads()}")
+    print(f"{machine.header()}, torch threads: {torch.get_num_threads()}")
     print(f"graph: {graph.num_nodes()} atoms, {graph.num_edges()} edges at {CUTOFF} Å")
     print(f"cgcnn pooling={args.pooling}, parameters: {n_params}")
     for kind in ("forward", "forward+backward"):

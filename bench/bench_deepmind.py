@@ -13,19 +13,22 @@ the machine's load average, since other processes may share the CPU.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from glassgnn.deepmind_demo import BUNDLED_CONFIGURATION, BUNDLED_RUN, evaluate_pretrained
-from glassgnn.readers import read_snapshots
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from any directory
 
-REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+from bench import machine  # noqa: E402
+from glassgnn.deepmind_demo import BUNDLED_CONFIGURATION, BUNDLED_RUN, evaluate_pretrained  # noqa: E402
+from glassgnn.readers import read_snapshots  # noqa: E402
+
+REFERENCE = REPO / "tests" / "fixtures"
 REFERENCE = REFERENCE / "reference_predictions_t044_s09_test_large.npy"
 
 
@@ -58,10 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         f"warm median {statistics.median(warm):.2f} s over {len(warm)} "
         f"(CPU time of the whole warm call, all threads: {statistics.median(cpu):.2f} s)"
     )
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}"
-    )
+    print(f"machine: {machine.header()}, torch {torch.__version__}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import machine  # noqa: E402
 from glassgnn import schema  # noqa: E402
 from glassgnn.devices import flush_denormals  # noqa: E402
 from glassgnn.explain_pipeline import ExplainOptions, explain_particles  # noqa: E402
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores")
+    print(f"# {machine.header()}")
     print("| measure | ours | reference | unit | reference / ours | note |")
     print("| --- | ---: | ---: | --- | ---: | --- |")
     for row in rows_from(measure(args.quick, args.particles, args.batch_size)):

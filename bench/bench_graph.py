@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     cases = [(m, 1) for m in ("ours", "dense", "ckdtree", "matscipy", "ase")]
     if not args.quick:
         cases += [(m, 5) for m in ("ours", "ckdtree", "matscipy")] + ([("ase", 5)] if args.ase_1m else [])
-    print(
-        f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
-        f" on {os.cpu_count()} cores"
-    )
+    sys.path.insert(0, str(REPO))
+    from bench import machine
+
+    print(f"# {machine.header()} (before)")
     print(f"{'atoms':>9} {'method':>9} {'wall s':>8} {'CPU s':>8} {'peak GiB':>9} {'edges':>10}  vs ours")
     reference = {}
     for method, replicas in cases:

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(path) for path in args.data if not path.exists()]
     if missing:
         sys.exit(f"bench_models: data file(s) not found: {', '.join(missing)} (pass --data)")
+    from bench import machine
     from models.models import model_names
 
     names = args.models or model_names()
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{len(args.data)} CuZr configuration(s), {rows[0]['atoms']} atoms, {rows[0]['edges']} edges "
         f"at {args.cutoff} Å; "
         f"device {args.device}, {args.threads} threads, median of {args.repeats}; "
-        f"load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)\n"
+        f"{machine.header()}\n"
     )
     print(
         "| model | parameters | forward (s) | forward+backward (s) | peak forward (GiB) | peak train (GiB) |"

@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench import machine  # noqa: E402
 from glassgnn.dataset import build_graphs  # noqa: E402
 from glassgnn.deepmind_demo import BUNDLED_CONFIGURATION, BUNDLED_RUN  # noqa: E402
 from glassgnn.devices import flush_denormals  # noqa: E402
@@ -263,12 +263,7 @@ def tensorflow_row() -> dict:
 
 
 def print_table(rows: list[dict], threads: int) -> None:
-    machine = platform.processor() or platform.machine()
-    print(
-        f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {machine}, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.2f} (end of run), "
-        f"torch {torch.__version__}, {threads} thread(s)"
-    )
+    print(f"# {machine.header()} (end of run), torch {torch.__version__}, {threads} thread(s)")
     print("| measure | ours | reference | unit | reference / ours | note |")
     print("| --- | ---: | ---: | --- | ---: | --- |")
     for r in rows:

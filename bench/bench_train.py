@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench import machine  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cuzr_symgnn"
 
 
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         return
-    print(f"# load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
+    print(f"# {machine.header()} (start)")
     known = model_names()
     for model in args.models:
         if model not in known:
