@@ -20,7 +20,9 @@ of the checkpoint that validation would have selected by then (the best so far),
 over seeds. Variants that read descriptors are charged their CPU cost (measured while
 building the data set). Selection is on validation only; no test figure is read.
 
-Writes ``OUT/results.json`` (every curve), ``OUT/table.md`` and ``OUT/curves.png``.
+Writes ``OUT/results.json`` (every curve, thinned by ``archived``: small enough to keep in
+docs/ after the run folders are gone), ``OUT/table.md`` and ``OUT/curves.png``; ``--report
+--curves FILE...`` redraws the last two from such files alone.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import machine  # noqa: E402
 from bench.common import VARIANTS, Variant, construct, ka_args, mean_std, metrics_rows, train_run  # noqa: E402
 from glassgnn import outputs  # noqa: E402
 
@@ -144,6 +147,35 @@ def best_by(curve: dict, budget_s: float) -> float:
     return max(values) if values else float("nan")
 
 
+def archived(points: list[tuple[float, float]], keep: int = 300) -> list[tuple[float, float]]:
+    """The evaluations that raise the best so far (so ``best_by`` gives the same figure at every
+    budget) and about ``keep`` others evenly spaced (enough to draw each evaluation's curve),
+    rounded to 0.01 CPU s and 5 decimals: a 60-minute glassmlp run has ~20,000 evaluations."""
+    step = max(1, len(points) // keep)
+    best, out = -math.inf, []
+    for i, (t, v) in enumerate(points):
+        if v > best or i % step == 0 or i == len(points) - 1:
+            out.append((round(t, 2), round(v, 5)))
+        best = max(best, v) if v == v else best
+    return out
+
+
+def load_curves(paths: list[Path]) -> tuple[dict, dict]:
+    """Data-set costs and curves of results.json files (a later file's curve replaces an earlier
+    one of the same data set, variant and seed), seeds as ints, points as tuples."""
+    datasets: dict = {}
+    results: dict = {}
+    for path in paths:
+        record = json.loads(path.read_text())
+        datasets.update(record["datasets"])
+        for data, variants in record["curves"].items():
+            for name, curves in variants.items():
+                for seed, curve in curves.items():
+                    points = [tuple(p) for p in curve["points"]]
+                    results.setdefault(data, {}).setdefault(name, {})[int(seed)] = {**curve, "points": points}
+    return datasets, results
+
+
 def table(results: dict, budgets: tuple[float, ...]) -> str:
     head = "| data | variant | " + " | ".join(f"{b:g} min" for b in budgets) + " |"
     lines = [head, "|" + "---|" * (len(budgets) + 2)]
@@ -208,6 +240,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--report", action="store_true", help="train nothing: tabulate and plot the finished runs in --work"
     )
+    parser.add_argument(
+        "--curves",
+        nargs="+",
+        type=Path,
+        help="with --report: every curve of these results.json files instead",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.variants, args.budgets, args.seeds = QUICK["variants"], QUICK["budgets"], QUICK["seeds"]
@@ -215,6 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    if args.curves:
+        if not args.report:
+            parser.error("--curves needs --report (it reads curves, it trains nothing)")
+        costs, results = load_curves(args.curves)
+        write_report(work, costs, results, budgets)
+        return results
     datasets = build_datasets(work, args.datasets)
     results: dict = {}
     for data_name, data in datasets.items():
@@ -240,21 +284,30 @@ def main(argv: list[str] | None = None) -> dict:
                     + ", ".join(f"{b:g} min {best_by(curve, 60 * b):.3f}" for b in budgets),
                     flush=True,
                 )
+    write_report(
+        work, {k: {"descriptor_cpu_s": v["descriptor_cpu_s"]} for k, v in datasets.items()}, results, budgets
+    )
+    print(f"({time.perf_counter() - start:.0f} s)")
+    return results
+
+
+def write_report(work: Path, costs: dict, results: dict, budgets: tuple[float, ...]) -> None:
+    """Print the table; write it, the plot and the (archived) curves to ``work``."""
     text = table(results, budgets)
     print(text)
     (work / "table.md").write_text(text)
+    curves = {
+        data: {
+            name: {seed: {**c, "points": archived(c["points"])} for seed, c in seeds.items()}
+            for name, seeds in variants.items()
+        }
+        for data, variants in results.items()
+    }
     (work / "results.json").write_text(
-        json.dumps(
-            {
-                "datasets": {k: {"descriptor_cpu_s": v["descriptor_cpu_s"]} for k, v in datasets.items()},
-                "curves": results,
-            },
-            indent=1,
-        )
+        json.dumps({"written": machine.header(), "datasets": costs, "curves": curves}, separators=(",", ":"))
     )
     plot(results, work / "curves.png")
-    print(f"wrote {work / 'table.md'}, {work / 'curves.png'} ({time.perf_counter() - start:.0f} s)")
-    return results
+    print(f"wrote {work / 'table.md'}, {work / 'curves.png'}, {work / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
+import numpy as np
 import pytest
 
 from bench import bench_accuracy
@@ -45,5 +47,31 @@ def test_curves_a_longer_budget_continues_the_shorter_run_and_a_report(tmp_path)
     finished = {p: p.stat().st_mtime_ns for p in work.glob("*/results.json")}
     assert bench_accuracy.main([*common, "--budgets", "0.1", "0.2", "--report"]) == longer
     assert {p: p.stat().st_mtime_ns for p in work.glob("*/results.json")} == finished
-    assert "| ka | glassmlp (1 seed) |" in (work / "table.md").read_text()
+    table = (work / "table.md").read_text()
+    assert "| ka | glassmlp (1 seed) |" in table
     assert (work / "curves.png").stat().st_size > 0
+
+    # the archived curves alone (run folders gone) give the same table
+    archive = tmp_path / "archive.json"
+    shutil.move(work / "results.json", archive)
+    shutil.rmtree(work)
+    again = bench_accuracy.main(
+        ["--report", "--curves", str(archive), "--budgets", "0.1", "0.2", "--work", str(work)]
+    )
+    assert (work / "table.md").read_text() == table
+    assert set(again["ka"]) == {"ridge", "glassmlp"}
+
+
+def test_archived_curves_keep_the_selected_figure_at_every_budget():
+    rng = np.random.default_rng(0)
+    cpu_s = np.cumsum(rng.uniform(0.1, 1, 5000))
+    rising = 0.6 * (1 - np.exp(-cpu_s / 500)) + rng.normal(0, 0.05, 5000)  # noisy, improving often
+    points = [(float(t), float(v)) for t, v in zip(cpu_s, rising, strict=True)]
+    points[10] = (points[10][0], float("nan"))  # an evaluation that diverged
+    kept = bench_accuracy.archived(points)
+    assert len(kept) < 400 and kept[-1][0] == pytest.approx(points[-1][0], abs=0.01)
+    curve = {"limit_s": math.inf, "points": points}
+    for budget in np.linspace(0, points[-1][0], 997):
+        exact = bench_accuracy.best_by(curve, budget)
+        thinned = bench_accuracy.best_by({**curve, "points": kept}, budget)
+        assert thinned == pytest.approx(exact, abs=1e-5, nan_ok=True)
