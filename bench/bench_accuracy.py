@@ -166,13 +166,19 @@ def load_curves(paths: list[Path]) -> tuple[dict, dict]:
     datasets: dict = {}
     results: dict = {}
     for path in paths:
-        record = json.loads(path.read_text())
-        datasets.update(record["datasets"])
-        for data, variants in record["curves"].items():
-            for name, curves in variants.items():
-                for seed, curve in curves.items():
-                    points = [tuple(p) for p in curve["points"]]
-                    results.setdefault(data, {}).setdefault(name, {})[int(seed)] = {**curve, "points": points}
+        try:
+            record = json.loads(path.read_text())
+            datasets.update(record["datasets"])
+            for data, variants in record["curves"].items():
+                for name, curves in variants.items():
+                    for seed, curve in curves.items():
+                        points = [(float(t), float(v)) for t, v in curve["points"]]
+                        results.setdefault(data, {}).setdefault(name, {})[int(seed)] = {
+                            **curve,
+                            "points": points,
+                        }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            sys.exit(f"bench_accuracy.py: error: {path}: not a results.json of this bench ({exc!r})")
     return datasets, results
 
 
@@ -251,14 +257,15 @@ def main(argv: list[str] | None = None) -> dict:
         args.variants, args.budgets, args.seeds = QUICK["variants"], QUICK["budgets"], QUICK["seeds"]
     budgets = tuple(sorted(args.budgets))
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.curves:
         if not args.report:
             parser.error("--curves needs --report (it reads curves, it trains nothing)")
-        costs, results = load_curves(args.curves)
+        costs, results = load_curves(args.curves)  # before anything is written
+        work.mkdir(parents=True, exist_ok=True)
         write_report(work, costs, results, budgets)
         return results
+    work.mkdir(parents=True, exist_ok=True)
     datasets = build_datasets(work, args.datasets)
     results: dict = {}
     for data_name, data in datasets.items():

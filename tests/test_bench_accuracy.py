@@ -75,3 +75,15 @@ def test_archived_curves_keep_the_selected_figure_at_every_budget():
         exact = bench_accuracy.best_by(curve, budget)
         thinned = bench_accuracy.best_by({**curve, "points": kept}, budget)
         assert thinned == pytest.approx(exact, abs=1e-5, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    "text", [None, "{", '{"datasets": {}}', '{"datasets": {}, "curves": {"ka": {"x": {"0": 1}}}}']
+)
+def test_a_report_from_a_file_that_is_not_a_results_file_names_it(tmp_path, text):
+    path = tmp_path / "results.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit, match=f"error: {path}: not a results.json"):
+        bench_accuracy.main(["--report", "--curves", str(path), "--work", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
