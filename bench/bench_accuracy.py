@@ -149,13 +149,13 @@ def best_by(curve: dict, budget_s: float) -> float:
 
 def archived(points: list[tuple[float, float]], keep: int = 300) -> list[tuple[float, float]]:
     """The evaluations that raise the best so far (so ``best_by`` gives the same figure at every
-    budget) and about ``keep`` others evenly spaced (enough to draw each evaluation's curve),
-    rounded to 0.01 CPU s and 5 decimals: a 60-minute glassmlp run has ~20,000 evaluations."""
+    budget, to the last digit) and about ``keep`` others evenly spaced (enough to draw each
+    evaluation's curve): a 60-minute glassmlp run has ~10,000 evaluations."""
     step = max(1, len(points) // keep)
     best, out = -math.inf, []
     for i, (t, v) in enumerate(points):
         if v > best or i % step == 0 or i == len(points) - 1:
-            out.append((round(t, 2), round(v, 5)))
+            out.append((t, v))
         best = max(best, v) if v == v else best
     return out
 
