@@ -34,6 +34,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from any directory
+
+from bench import machine  # noqa: E402  (framework-free: nothing a worker measures)
+
 CUZR = REPO.parent / "shared" / "data" / "cuzr_symgnn" / "train0.pickle"
 CUTOFF = 5.0
 
@@ -117,7 +121,6 @@ METHODS = {"ours": ours, "dense": dense, "ckdtree": ckdtree, "matscipy": matscip
 
 def _worker(method: str, replicas: int) -> None:
     """Run one case in this (fresh) process and print a JSON line of figures."""
-    sys.path.insert(0, str(REPO))
     import dgl  # noqa: F401  (imported before the baseline so its memory is not counted)
     import torch  # noqa: F401
 
@@ -182,9 +185,6 @@ def main(argv: list[str] | None = None) -> None:
     cases = [(m, 1) for m in ("ours", "dense", "ckdtree", "matscipy", "ase")]
     if not args.quick:
         cases += [(m, 5) for m in ("ours", "ckdtree", "matscipy")] + ([("ase", 5)] if args.ase_1m else [])
-    sys.path.insert(0, str(REPO))
-    from bench import machine
-
     print(f"# {machine.header()} (before)")
     print(f"{'atoms':>9} {'method':>9} {'wall s':>8} {'CPU s':>8} {'peak GiB':>9} {'edges':>10}  vs ours")
     reference = {}
